@@ -1,0 +1,417 @@
+//! `Accounts`: the node-global owner of users, one-time login tokens and browser sessions.
+//!
+//! Secrets never rest in plaintext: login tokens and session tokens are 256-bit random strings
+//! handed out once; only their SHA-256 is stored. Redeeming a login token deletes it in the same
+//! durable commit that creates the session, so a link works exactly once, even across a crash.
+//!
+//! Must not: know about HTTP or cookies (the edge maps sessions to cookies).
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine as _;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::ids::{UnixMillis, UserId, now_millis};
+use crate::roster::{ActorKey, ActorKind, Roster};
+use crate::store::{Changes, Partition};
+
+/// A person with their own isolated warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    /// Unique, lowercase: letters, digits, `.`, `_`, `-`, `@`.
+    pub name: String,
+    pub created_at: UnixMillis,
+}
+
+/// A freshly issued one-time login token. `token` exists only in this reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginToken {
+    pub token: String,
+    pub user: User,
+    pub expires_at: UnixMillis,
+}
+
+/// A browser session just created. `token` exists only in this reply (it becomes the cookie).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    pub token: String,
+    pub session: Session,
+}
+
+/// What the edge learns about a request's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub user: User,
+    /// Sent back by the page in `X-CSRF-Token` on every state-changing request.
+    pub csrf_token: String,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+}
+
+/// Why an accounts operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AccountsError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("this login link is not valid: it was already used, has expired, or never existed")]
+    InvalidLoginToken,
+    #[error("could not store the change: {0}")]
+    Storage(String),
+}
+
+/// Messages to [`Accounts`]. Serializable: any node's edge may send them.
+#[derive(RactorClusterMessage)]
+pub enum AccountsMsg {
+    /// The user with this name, created on first use.
+    #[rpc]
+    EnsureUser(String, RpcReplyPort<Result<User, AccountsError>>),
+    #[rpc]
+    GetUser(UserId, RpcReplyPort<Option<User>>),
+    #[rpc]
+    ListUsers(RpcReplyPort<Vec<User>>),
+    /// A one-time login token for the named user (created on first use).
+    #[rpc]
+    IssueLoginToken(String, RpcReplyPort<Result<LoginToken, AccountsError>>),
+    /// Burns the token and opens a session for its user.
+    #[rpc]
+    RedeemLoginToken(String, RpcReplyPort<Result<NewSession, AccountsError>>),
+    /// The live session behind a session token, if any.
+    #[rpc]
+    Authenticate(String, RpcReplyPort<Option<Session>>),
+    /// Ends a session (logout). Idempotent.
+    #[rpc]
+    EndSession(String, RpcReplyPort<Result<(), AccountsError>>),
+    /// Drops expired tokens and sessions (sent periodically by the actor itself).
+    Sweep,
+    /// Panics inside the handler (fault injection; see `LibraryMsg::InjectPanic`).
+    InjectPanic,
+}
+
+/// Lifetimes of what Accounts hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountsConfig {
+    pub login_token_ttl: std::time::Duration,
+    pub session_ttl: std::time::Duration,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            login_token_ttl: std::time::Duration::from_secs(24 * 3600),
+            session_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+pub struct Accounts;
+
+pub struct AccountsArgs {
+    pub partition: Partition,
+    pub roster: Roster,
+    pub config: AccountsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredToken {
+    user: UserId,
+    expires_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSession {
+    user: UserId,
+    csrf_token: String,
+    created_at: UnixMillis,
+    expires_at: UnixMillis,
+}
+
+pub struct AccountsState {
+    key: ActorKey,
+    partition: Partition,
+    roster: Roster,
+    config: AccountsConfig,
+    users: BTreeMap<UserId, User>,
+    by_name: HashMap<String, UserId>,
+    /// Keyed by token hash.
+    tokens: HashMap<String, StoredToken>,
+    /// Keyed by session-token hash.
+    sessions: HashMap<String, StoredSession>,
+}
+
+impl Actor for Accounts {
+    type Msg = AccountsMsg;
+    type State = AccountsState;
+    type Arguments = AccountsArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: AccountsArgs,
+    ) -> Result<AccountsState, ActorProcessingErr> {
+        let users: BTreeMap<UserId, User> = args
+            .partition
+            .scan::<User>("user/")?
+            .into_iter()
+            .map(|(_, u)| (u.id, u))
+            .collect();
+        let by_name = users.values().map(|u| (u.name.clone(), u.id)).collect();
+        let tokens = strip_keys("token/", args.partition.scan::<StoredToken>("token/")?);
+        let sessions = strip_keys(
+            "session/",
+            args.partition.scan::<StoredSession>("session/")?,
+        );
+        let key = ActorKey::global(ActorKind::Accounts);
+        args.roster.started(key);
+        myself.send_interval(std::time::Duration::from_secs(600), || AccountsMsg::Sweep);
+        Ok(AccountsState {
+            key,
+            partition: args.partition,
+            roster: args.roster,
+            config: args.config,
+            users,
+            by_name,
+            tokens,
+            sessions,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut AccountsState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.roster.stopped(&state.key);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: AccountsMsg,
+        state: &mut AccountsState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.roster.handled(&state.key);
+        match msg {
+            AccountsMsg::EnsureUser(name, reply) => {
+                let _ = reply.send(state.ensure_user(&name));
+            }
+            AccountsMsg::GetUser(id, reply) => {
+                let _ = reply.send(state.users.get(&id).cloned());
+            }
+            AccountsMsg::ListUsers(reply) => {
+                let _ = reply.send(state.users.values().cloned().collect());
+            }
+            AccountsMsg::IssueLoginToken(name, reply) => {
+                let _ = reply.send(state.issue_login_token(&name));
+            }
+            AccountsMsg::RedeemLoginToken(token, reply) => {
+                let _ = reply.send(state.redeem(&token));
+            }
+            AccountsMsg::Authenticate(token, reply) => {
+                let _ = reply.send(state.authenticate(&token));
+            }
+            AccountsMsg::EndSession(token, reply) => {
+                let _ = reply.send(state.end_session(&token));
+            }
+            AccountsMsg::Sweep => state.sweep(),
+            AccountsMsg::InjectPanic => panic!("injected panic in accounts handler"),
+        }
+        Ok(())
+    }
+}
+
+fn strip_keys<T>(prefix: &str, records: Vec<(String, T)>) -> HashMap<String, T> {
+    records
+        .into_iter()
+        .map(|(k, v)| (k[prefix.len()..].to_owned(), v))
+        .collect()
+}
+
+/// A new 256-bit secret, URL-safe.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks and normalises a user name.
+pub fn normalise_user_name(name: &str) -> Result<String, AccountsError> {
+    let name = name.trim().to_lowercase();
+    if name.is_empty() || name.len() > 64 {
+        return Err(AccountsError::InvalidName(
+            "user names are 1 to 64 characters".into(),
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+    {
+        return Err(AccountsError::InvalidName(format!(
+            "\"{name}\" is not a valid user name: use letters, digits, '.', '_', '-' or '@'"
+        )));
+    }
+    Ok(name)
+}
+
+fn ttl_millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+impl AccountsState {
+    fn ensure_user(&mut self, name: &str) -> Result<User, AccountsError> {
+        let name = normalise_user_name(name)?;
+        if let Some(id) = self.by_name.get(&name) {
+            return Ok(self.users[id].clone());
+        }
+        let user = User {
+            id: UserId::new(),
+            name,
+            created_at: now_millis(),
+        };
+        let mut changes = Changes::new();
+        changes
+            .put(format!("user/{}", user.id), &user)
+            .map_err(storage)?;
+        self.partition.commit(changes).map_err(storage)?;
+        self.by_name.insert(user.name.clone(), user.id);
+        self.users.insert(user.id, user.clone());
+        Ok(user)
+    }
+
+    fn issue_login_token(&mut self, name: &str) -> Result<LoginToken, AccountsError> {
+        let user = self.ensure_user(name)?;
+        let token = new_secret();
+        let hash = hash_secret(&token);
+        let stored = StoredToken {
+            user: user.id,
+            expires_at: now_millis() + ttl_millis(self.config.login_token_ttl),
+        };
+        let mut changes = Changes::new();
+        changes
+            .put(format!("token/{hash}"), &stored)
+            .map_err(storage)?;
+        self.partition.commit(changes).map_err(storage)?;
+        self.tokens.insert(hash, stored.clone());
+        Ok(LoginToken {
+            token,
+            user,
+            expires_at: stored.expires_at,
+        })
+    }
+
+    fn redeem(&mut self, token: &str) -> Result<NewSession, AccountsError> {
+        let hash = hash_secret(token);
+        let stored = self
+            .tokens
+            .get(&hash)
+            .cloned()
+            .ok_or(AccountsError::InvalidLoginToken)?;
+        let now = now_millis();
+        let user = self.users.get(&stored.user).cloned();
+        let mut changes = Changes::new();
+        changes.delete(format!("token/{hash}"));
+        let (Some(user), true) = (user, stored.expires_at > now) else {
+            // Expired or orphaned: burn it anyway.
+            self.partition.commit(changes).map_err(storage)?;
+            self.tokens.remove(&hash);
+            return Err(AccountsError::InvalidLoginToken);
+        };
+        let session_token = new_secret();
+        let session_hash = hash_secret(&session_token);
+        let stored_session = StoredSession {
+            user: user.id,
+            csrf_token: new_secret(),
+            created_at: now,
+            expires_at: now + ttl_millis(self.config.session_ttl),
+        };
+        changes
+            .put(format!("session/{session_hash}"), &stored_session)
+            .map_err(storage)?;
+        self.partition.commit(changes).map_err(storage)?;
+        self.tokens.remove(&hash);
+        self.sessions.insert(session_hash, stored_session.clone());
+        Ok(NewSession {
+            token: session_token,
+            session: Session {
+                user,
+                csrf_token: stored_session.csrf_token,
+                created_at: stored_session.created_at,
+                expires_at: stored_session.expires_at,
+            },
+        })
+    }
+
+    fn authenticate(&self, token: &str) -> Option<Session> {
+        let stored = self.sessions.get(&hash_secret(token))?;
+        if stored.expires_at <= now_millis() {
+            return None;
+        }
+        let user = self.users.get(&stored.user)?.clone();
+        Some(Session {
+            user,
+            csrf_token: stored.csrf_token.clone(),
+            created_at: stored.created_at,
+            expires_at: stored.expires_at,
+        })
+    }
+
+    fn end_session(&mut self, token: &str) -> Result<(), AccountsError> {
+        let hash = hash_secret(token);
+        if !self.sessions.contains_key(&hash) {
+            return Ok(());
+        }
+        let mut changes = Changes::new();
+        changes.delete(format!("session/{hash}"));
+        self.partition.commit(changes).map_err(storage)?;
+        self.sessions.remove(&hash);
+        Ok(())
+    }
+
+    fn sweep(&mut self) {
+        let now = now_millis();
+        let mut changes = Changes::new();
+        let dead_tokens: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.expires_at <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        let dead_sessions: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires_at <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in &dead_tokens {
+            changes.delete(format!("token/{h}"));
+        }
+        for h in &dead_sessions {
+            changes.delete(format!("session/{h}"));
+        }
+        if let Err(e) = self.partition.commit(changes) {
+            tracing::warn!(error = %e, "could not sweep expired sessions; will retry");
+            return;
+        }
+        for h in dead_tokens {
+            self.tokens.remove(&h);
+        }
+        for h in dead_sessions {
+            self.sessions.remove(&h);
+        }
+    }
+}
+
+fn storage(e: crate::store::StoreError) -> AccountsError {
+    tracing::error!(error = %e, "accounts commit failed");
+    AccountsError::Storage(e.to_string())
+}

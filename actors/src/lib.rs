@@ -1,0 +1,31 @@
+//! Larder's actors: every piece of state that must survive a request lives here, owned by a
+//! supervised ractor actor and persisted through [`store`].
+//!
+//! # Layout
+//! - [`node`]: `NodeSupervisor`, the root of a node's tree, and [`Node`], the binary's handle.
+//! - [`user`]: `UserSupervisor`, one user's tree (virtual: activated on use, passivated when idle).
+//! - [`library`]: a user's saved queries and preferences.
+//! - [`accounts`]: node-global users, login tokens and browser sessions.
+//! - [`placement`]: how the edge reaches actors without knowing where they live.
+//! - [`store`]: the durable state interface (sled underneath); the only module that touches sled.
+//! - [`roster`]: live-actor bookkeeping for the inspector and metrics.
+//! - [`supervision`]: the restart back-off policy.
+//!
+//! Messages that may cross nodes derive `RactorClusterMessage` (serde-encoded through ractor's
+//! `blanket_serde`); node-internal supervision messages derive `RactorMessage`.
+
+#![warn(unreachable_pub)]
+
+pub mod accounts;
+mod ids;
+pub mod library;
+pub mod node;
+pub mod placement;
+pub mod roster;
+pub mod store;
+pub mod supervision;
+pub mod user;
+
+pub use ids::{UnixMillis, UserId, now_millis};
+pub use node::{Node, NodeConfig, NodeError};
+pub use placement::{ActorError, Placement};

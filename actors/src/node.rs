@@ -1,0 +1,329 @@
+//! `NodeSupervisor`: the root of this node's supervision tree, and [`Node`], its owner's handle.
+//!
+//! It owns the node-global `Accounts` actor (restarted with back-off) and the map of active
+//! users: it activates a user's [`UserSupervisor`] on first use and drains it once the user has
+//! been idle for `idle_timeout` (passivation). Shutting the node down drains every child, so
+//! queued requests finish, then flushes the store.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster::RactorMessage;
+
+use crate::UserId;
+use crate::accounts::{Accounts, AccountsArgs, AccountsConfig, AccountsMsg};
+use crate::placement::Placement;
+use crate::roster::{ActorKey, ActorKind, Roster};
+use crate::store::{Owner, Store};
+use crate::supervision::{Backoff, RestartPolicy};
+use crate::user::{UserArgs, UserMsg, UserSupervisor};
+
+/// How this node's actors behave. Built by the binary from its config.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// A user's actors are passivated after this long without a request.
+    pub idle_timeout: Duration,
+    /// Upper bound on any edge-to-actor call.
+    pub call_timeout: Duration,
+    pub restart: RestartPolicy,
+    pub accounts: AccountsConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            idle_timeout: Duration::from_secs(15 * 60),
+            call_timeout: Duration::from_secs(10),
+            restart: RestartPolicy::default(),
+            accounts: AccountsConfig::default(),
+        }
+    }
+}
+
+/// Messages to the [`NodeSupervisor`]. Node-local.
+#[derive(RactorMessage)]
+pub enum NodeMsg {
+    /// The user's supervisor, activated if needed; marks the user active.
+    Activate(UserId, RpcReplyPort<Result<ActorRef<UserMsg>, String>>),
+    /// The Accounts actor, once it is running.
+    Accounts(RpcReplyPort<ActorRef<AccountsMsg>>),
+    /// Internal: passivate users idle for longer than the timeout.
+    SweepIdle,
+    /// Internal: the back-off after an Accounts failure has elapsed.
+    RestartAccounts,
+}
+
+pub struct NodeSupervisor;
+
+pub struct NodeArgs {
+    pub store: Store,
+    pub roster: Roster,
+    pub config: NodeConfig,
+}
+
+struct ActiveUser {
+    supervisor: ActorRef<UserMsg>,
+    last_active: Instant,
+}
+
+pub struct NodeState {
+    store: Store,
+    roster: Roster,
+    config: NodeConfig,
+    users: HashMap<UserId, ActiveUser>,
+    accounts: Option<ActorRef<AccountsMsg>>,
+    accounts_backoff: Backoff,
+    waiting_for_accounts: Vec<RpcReplyPort<ActorRef<AccountsMsg>>>,
+}
+
+const NODE_KEY: ActorKey = ActorKey {
+    kind: ActorKind::Node,
+    user: None,
+};
+
+impl NodeState {
+    async fn spawn_accounts(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = AccountsArgs {
+            partition: self.store.partition("accounts", &Owner::Global),
+            roster: self.roster.clone(),
+            config: self.config.accounts,
+        };
+        let (accounts, _) = Actor::spawn_linked(None, Accounts, args, myself.get_cell()).await?;
+        self.accounts_backoff.started();
+        self.accounts = Some(accounts.clone());
+        for reply in self.waiting_for_accounts.drain(..) {
+            let _ = reply.send(accounts.clone());
+        }
+        Ok(())
+    }
+
+    fn schedule_accounts_restart(&mut self, myself: &ActorRef<NodeMsg>, error: &str) {
+        self.roster
+            .failed(&ActorKey::global(ActorKind::Accounts), error);
+        metrics::counter!("larder_actor_restarts_total", "kind" => "accounts").increment(1);
+        let delay = self.accounts_backoff.next_delay();
+        tracing::warn!(error, ?delay, "accounts actor failed; restarting");
+        myself.send_after(delay, || NodeMsg::RestartAccounts);
+    }
+
+    async fn activate(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        user: UserId,
+    ) -> Result<ActorRef<UserMsg>, String> {
+        if let Some(active) = self.users.get_mut(&user) {
+            active.last_active = Instant::now();
+            return Ok(active.supervisor.clone());
+        }
+        let args = UserArgs {
+            user,
+            store: self.store.clone(),
+            roster: self.roster.clone(),
+            restart: self.config.restart,
+        };
+        let (supervisor, _) = Actor::spawn_linked(None, UserSupervisor, args, myself.get_cell())
+            .await
+            .map_err(|e| format!("could not activate the user's actors: {e}"))?;
+        metrics::counter!("larder_actor_activations_total").increment(1);
+        tracing::debug!(%user, "activated user");
+        self.users.insert(
+            user,
+            ActiveUser {
+                supervisor: supervisor.clone(),
+                last_active: Instant::now(),
+            },
+        );
+        Ok(supervisor)
+    }
+
+    fn sweep_idle(&mut self) {
+        let timeout = self.config.idle_timeout;
+        let idle: Vec<UserId> = self
+            .users
+            .iter()
+            .filter(|(_, a)| a.last_active.elapsed() >= timeout)
+            .map(|(u, _)| *u)
+            .collect();
+        for user in idle {
+            if let Some(active) = self.users.remove(&user) {
+                // Drain, not stop: anything already queued is still answered.
+                let _ = active.supervisor.drain();
+                metrics::counter!("larder_actor_passivations_total").increment(1);
+                tracing::debug!(%user, "passivated idle user");
+            }
+        }
+    }
+}
+
+fn sweep_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(20), Duration::from_secs(30))
+}
+
+impl Actor for NodeSupervisor {
+    type Msg = NodeMsg;
+    type State = NodeState;
+    type Arguments = NodeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        args: NodeArgs,
+    ) -> Result<NodeState, ActorProcessingErr> {
+        let mut state = NodeState {
+            store: args.store,
+            roster: args.roster,
+            accounts_backoff: Backoff::new(args.config.restart),
+            config: args.config,
+            users: HashMap::new(),
+            accounts: None,
+            waiting_for_accounts: Vec::new(),
+        };
+        state.spawn_accounts(&myself).await?;
+        myself.send_interval(sweep_period(state.config.idle_timeout), || {
+            NodeMsg::SweepIdle
+        });
+        state.roster.started(NODE_KEY);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .drain_children_and_wait(Some(Duration::from_secs(30)))
+            .await;
+        state.store.flush()?;
+        state.roster.stopped(&NODE_KEY);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.roster.handled(&NODE_KEY);
+        match msg {
+            NodeMsg::Activate(user, reply) => {
+                let result = state.activate(&myself, user).await;
+                let _ = reply.send(result);
+            }
+            NodeMsg::Accounts(reply) => match &state.accounts {
+                Some(a) => {
+                    let _ = reply.send(a.clone());
+                }
+                None => state.waiting_for_accounts.push(reply),
+            },
+            NodeMsg::SweepIdle => state.sweep_idle(),
+            NodeMsg::RestartAccounts => {
+                if state.accounts.is_none()
+                    && let Err(e) = state.spawn_accounts(&myself).await
+                {
+                    state.schedule_accounts_restart(&myself, &format!("restart failed: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        evt: SupervisionEvent,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match &evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, Some(err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.clone().map(|r| format!("stopped: {r}")))
+            }
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        if state.accounts.as_ref().is_some_and(|a| a.get_id() == id) {
+            state.accounts = None;
+            let error = failure.unwrap_or_else(|| "stopped unexpectedly".to_owned());
+            state.schedule_accounts_restart(&myself, &error);
+            return Ok(());
+        }
+        // A user supervisor ended: passivated (already removed) or crashed (remove it so the next
+        // request activates a fresh one, which reloads its state).
+        let crashed = state
+            .users
+            .iter()
+            .find(|(_, a)| a.supervisor.get_id() == id)
+            .map(|(u, _)| *u);
+        if let Some(user) = crashed {
+            state.users.remove(&user);
+            let error = failure.unwrap_or_else(|| "stopped unexpectedly".to_owned());
+            state
+                .roster
+                .failed(&ActorKey::user(ActorKind::User, user), &error);
+            state.roster.stopped(&ActorKey::user(ActorKind::User, user));
+            metrics::counter!("larder_actor_restarts_total", "kind" => "user").increment(1);
+            tracing::warn!(%user, error, "user supervisor failed; it will be reactivated on next use");
+        }
+        Ok(())
+    }
+}
+
+/// A running node's actor system. Dropping it does not stop the actors: call [`Node::shutdown`].
+pub struct Node {
+    root: ActorRef<NodeMsg>,
+    handle: tokio::task::JoinHandle<()>,
+    roster: Roster,
+    call_timeout: Duration,
+}
+
+/// Why the actor system could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NodeError(String);
+
+impl Node {
+    /// Starts the supervision tree over `store`.
+    pub async fn start(store: Store, config: NodeConfig) -> Result<Node, NodeError> {
+        let roster = Roster::new();
+        let call_timeout = config.call_timeout;
+        let args = NodeArgs {
+            store,
+            roster: roster.clone(),
+            config,
+        };
+        let (root, handle) = Actor::spawn(None, NodeSupervisor, args)
+            .await
+            .map_err(|e| NodeError(format!("could not start the actor system: {e}")))?;
+        Ok(Node {
+            root,
+            handle,
+            roster,
+            call_timeout,
+        })
+    }
+
+    /// How the edge reaches actors.
+    pub fn placement(&self) -> Placement {
+        Placement::new(self.root.clone(), self.roster.clone(), self.call_timeout)
+    }
+
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// Drains every actor (queued requests are answered), then flushes the store.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.root
+            .drain()
+            .map_err(|e| NodeError(format!("could not stop the actor system: {e}")))?;
+        self.handle
+            .await
+            .map_err(|e| NodeError(format!("the actor system did not stop cleanly: {e}")))
+    }
+}
