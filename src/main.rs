@@ -1,1 +1,84 @@
-fn main() {}
+//! `larder`: the node binary. Parses the command line, loads the configuration and dispatches;
+//! everything else lives in the library modules below.
+//!
+//! # Layout
+//! - [`config`]: the layered, validated configuration.
+//! - [`server`]: a running node: store, actors, HTTP edge, control socket, graceful shutdown.
+//! - [`edge`]: the axum application (pages, htmx fragments, JSON API, assets, metrics).
+//! - [`control`]: the host-local control socket (`larder login-link`).
+
+mod config;
+mod control;
+mod edge;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Larder: a self-hosted personal data warehouse. SQL runs in your browser; data stays yours.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// A TOML configuration file (see cluster.toml for every key). `LARDER_*` environment
+    /// variables override it (`__` nests: LARDER_HTTP__ADDR).
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node. With no configuration: data in ./larder-data, HTTP on 127.0.0.1:8080,
+    /// local login (a one-time link is printed and written to <data_dir>/login-url).
+    Serve,
+    /// Print a fresh one-time login link from the running node (through its control socket,
+    /// which only the host user running Larder can open).
+    LoginLink {
+        /// The local user to sign in as; created on first use. Defaults to
+        /// `auth.local.default_user`.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Print the effective configuration (defaults + file + environment) as TOML.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("larder: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve => run_async(server::serve(config)),
+        Command::LoginLink { user } => run_async(async move {
+            let url = control::request_login_link(&config.data_dir, user.as_deref()).await?;
+            println!("{url}");
+            Ok(())
+        }),
+        Command::Config => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("larder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}

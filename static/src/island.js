@@ -15,6 +15,7 @@ import { Type } from 'apache-arrow';
 
 const WASM_URL = new URL('./duckdb-eh.wasm', import.meta.url).href;
 const WORKER_URL = new URL('./duckdb-browser-eh.worker.js', import.meta.url).href;
+const EXTENSION_REPOSITORY = new URL('/duckdb-ext', location.origin).href.replaceAll("'", '');
 const HISTORY_KEY = 'larder.queryHistory';
 const HISTORY_MAX = 50;
 
@@ -36,12 +37,20 @@ function start() {
     const t0 = performance.now();
     const worker = new Worker(WORKER_URL);
     const db = new duckdb.AsyncDuckDB(new duckdb.ConsoleLogger(duckdb.LogLevel.WARNING), worker);
-    await db.instantiate(WASM_URL);
+    try {
+      await db.instantiate(WASM_URL);
+    } catch (err) {
+      worker.terminate();
+      started = null; // let a later mount or run try again
+      throw err;
+    }
     const conn = await db.connect();
     // A missing extension (parquet, json, ...) must be a clean catalog error, never a fetch to a
     // CDN followed by a wasm crash.
     await conn.query('SET autoload_known_extensions=false');
     await conn.query('SET autoinstall_known_extensions=false');
+    // Even an explicit INSTALL/LOAD must not leave the origin: Larder mirrors extensions here.
+    await conn.query(`SET custom_extension_repository='${EXTENSION_REPOSITORY}'`);
     const version = await db.getVersion();
     return { db, conn, version, instantiateMs: performance.now() - t0 };
   })();
@@ -312,9 +321,12 @@ function mount(root) {
       page = Math.min(Math.max(p, 0), pages - 1);
       const from = page * pageSize;
       const rows = rowsOf(table, from, from + pageSize);
-      tbody.replaceChildren(...rows.map((row) => h('tr', {}, row.map((v, i) => v === null
-        ? h('td', { class: 'null' }, 'NULL')
-        : h('td', { class: NUMERIC.has(fields[i].type.typeId) ? 'num' : null }, cellText(v))))));
+      tbody.replaceChildren(...rows.map((row) => h('tr', {}, row.map((v, i) => {
+        const num = NUMERIC.has(fields[i].type.typeId);
+        return v === null
+          ? h('td', { class: num ? 'null num' : 'null' }, 'NULL')
+          : h('td', { class: num ? 'num' : null }, cellText(v));
+      }))));
       const took = `${ms < 10 ? ms.toFixed(1) : Math.round(ms)} ms`;
       summary.textContent = total === 0
         ? `0 rows · ${took}`

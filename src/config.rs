@@ -1,0 +1,368 @@
+//! Configuration: one documented struct, loaded in layers and validated once at start.
+//!
+//! Layers, later wins: built-in defaults, then a TOML file (`--config FILE`), then `LARDER_*`
+//! environment variables with `__` for nesting (`LARDER_HTTP__ADDR=0.0.0.0:8080`). No config at
+//! all is the embedded default: one node, data in `./larder-data`, HTTP on `127.0.0.1:8080`,
+//! local login. `cluster.toml` at the repository root documents every key.
+//!
+//! Must not: be read from globals. `main` loads it and passes pieces down explicitly.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything a node can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where this node keeps its state: the actor database, the login-url file and the control
+    /// socket. Created (mode 0700) if missing.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub actors: ActorsConfig,
+    pub assets: AssetsConfig,
+}
+
+/// The HTTP edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    pub addr: SocketAddr,
+    /// The URL people reach this node at, used in login links and cookies (`Secure` when
+    /// https). Defaults to `http://` + the bound address.
+    pub public_url: Option<url::Url>,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// Sign-in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub local: LocalAuthConfig,
+    /// Users who may open the admin pages (`/admin/...`), by user name.
+    pub admins: Vec<String>,
+    /// How long a browser session lasts.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+/// The zero-setup local login: one-time links printed by the server or `larder login-link`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalAuthConfig {
+    pub enabled: bool,
+    /// The user the start-up link signs in (created on first start).
+    pub default_user: String,
+    /// How long an unused login link stays valid.
+    #[serde(with = "humantime_serde")]
+    pub link_ttl: Duration,
+}
+
+/// The actor system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorsConfig {
+    /// A user's actors are passivated (unloaded; state stays on disk) after this long idle.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Longest any request waits for an actor.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// First delay between restarts of a crashing actor (the very first restart is immediate);
+    /// doubles per consecutive crash.
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff: Duration,
+    /// Longest delay between restarts.
+    #[serde(with = "humantime_serde")]
+    pub restart_backoff_max: Duration,
+}
+
+/// Browser assets (vendored JS/WASM, CSS, the sample dataset).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssetsConfig {
+    /// The `static/` directory: `dist/` (built by `cargo build` through npm) and `samples/`.
+    pub dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("larder-data"),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            actors: ActorsConfig::default(),
+            assets: AssetsConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            local: LocalAuthConfig::default(),
+            admins: vec![LocalAuthConfig::default().default_user],
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl Default for LocalAuthConfig {
+    fn default() -> Self {
+        LocalAuthConfig {
+            enabled: true,
+            default_user: "owner".to_owned(),
+            link_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl Default for ActorsConfig {
+    fn default() -> Self {
+        ActorsConfig {
+            idle_timeout: Duration::from_secs(15 * 60),
+            call_timeout: Duration::from_secs(10),
+            restart_backoff: Duration::from_millis(100),
+            restart_backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for AssetsConfig {
+    fn default() -> Self {
+        AssetsConfig {
+            dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
+        }
+    }
+}
+
+/// A configuration that cannot be used, naming the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    #[error("invalid `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `LARDER_*` environment variables, and
+    /// validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    reason: format!("{} is not a readable file", file.display()),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("LARDER_").split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty");
+        }
+        if let Some(url) = &self.http.public_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return invalid(
+                    "http.public_url",
+                    "must be an absolute http:// or https:// URL",
+                );
+            }
+            if url.path() != "/" || url.query().is_some() {
+                return invalid(
+                    "http.public_url",
+                    "must not have a path or query (Larder serves from the root)",
+                );
+            }
+        }
+        if let Err(e) = larder_actors::accounts::normalise_user_name(&self.auth.local.default_user)
+        {
+            return invalid("auth.local.default_user", &e.to_string());
+        }
+        for admin in &self.auth.admins {
+            if let Err(e) = larder_actors::accounts::normalise_user_name(admin) {
+                return invalid("auth.admins", &e.to_string());
+            }
+        }
+        if self.auth.session_ttl < Duration::from_secs(60) {
+            return invalid("auth.session_ttl", "must be at least 1 minute");
+        }
+        if self.auth.local.link_ttl < Duration::from_secs(10) {
+            return invalid("auth.local.link_ttl", "must be at least 10 seconds");
+        }
+        if self.actors.idle_timeout < Duration::from_millis(100) {
+            return invalid("actors.idle_timeout", "must be at least 100ms");
+        }
+        if self.actors.call_timeout < Duration::from_millis(100) {
+            return invalid("actors.call_timeout", "must be at least 100ms");
+        }
+        if self.actors.restart_backoff > self.actors.restart_backoff_max {
+            return invalid(
+                "actors.restart_backoff",
+                "must not exceed actors.restart_backoff_max",
+            );
+        }
+        Ok(())
+    }
+
+    /// The actor system's settings.
+    pub fn node_config(&self) -> larder_actors::NodeConfig {
+        larder_actors::NodeConfig {
+            idle_timeout: self.actors.idle_timeout,
+            call_timeout: self.actors.call_timeout,
+            restart: larder_actors::supervision::RestartPolicy {
+                base: self.actors.restart_backoff,
+                max: self.actors.restart_backoff_max,
+                reset_after: Duration::from_secs(60),
+            },
+            accounts: larder_actors::accounts::AccountsConfig {
+                login_token_ttl: self.auth.local.link_ttl,
+                session_ttl: self.auth.session_ttl,
+            },
+        }
+    }
+
+    /// The effective configuration as TOML (`larder config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail, file: Option<&str>) -> Result<Config, ConfigError> {
+        Config::load(file.map(|f| jail.directory().join(f)).as_deref())
+    }
+
+    #[test]
+    fn no_config_at_all_is_the_embedded_default() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).unwrap();
+            assert_eq!(c, Config::default());
+            assert_eq!(c.data_dir, PathBuf::from("larder-data"));
+            assert_eq!(c.http.addr.to_string(), "127.0.0.1:8080");
+            assert!(c.auth.local.enabled);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "larder.toml",
+                r#"
+                data_dir = "/srv/larder"
+                [http]
+                addr = "0.0.0.0:9000"
+                [actors]
+                idle_timeout = "2m"
+                "#,
+            )?;
+            let c = load_in(jail, Some("larder.toml")).unwrap();
+            assert_eq!(c.data_dir, PathBuf::from("/srv/larder"));
+            assert_eq!(c.http.addr.to_string(), "0.0.0.0:9000");
+            assert_eq!(c.actors.idle_timeout, Duration::from_secs(120));
+            assert_eq!(
+                c.actors.call_timeout,
+                ActorsConfig::default().call_timeout,
+                "untouched keys keep defaults"
+            );
+
+            jail.set_env("LARDER_HTTP__ADDR", "127.0.0.1:9100");
+            jail.set_env("LARDER_DATA_DIR", "/tmp/elsewhere");
+            jail.set_env("LARDER_AUTH__ADMINS", "[alice, bob]");
+            let c = load_in(jail, Some("larder.toml")).unwrap();
+            assert_eq!(c.http.addr.to_string(), "127.0.0.1:9100");
+            assert_eq!(c.data_dir, PathBuf::from("/tmp/elsewhere"));
+            assert_eq!(c.auth.admins, vec!["alice".to_owned(), "bob".to_owned()]);
+            assert_eq!(
+                c.actors.idle_timeout,
+                Duration::from_secs(120),
+                "file still applies under env"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[http]\nadr = \"0.0.0.0:1\"\n")?;
+            let e = load_in(jail, Some("typo.toml")).unwrap_err().to_string();
+            assert!(e.contains("adr") && e.contains("http"), "{e}");
+
+            jail.create_file("bad.toml", "[http]\naddr = \"not an address\"\n")?;
+            let e = load_in(jail, Some("bad.toml")).unwrap_err().to_string();
+            assert!(e.contains("http.addr"), "{e}");
+
+            jail.create_file("dur.toml", "[actors]\nidle_timeout = \"soon\"\n")?;
+            let e = load_in(jail, Some("dur.toml")).unwrap_err().to_string();
+            assert!(e.contains("actors.idle_timeout"), "{e}");
+
+            jail.create_file("ok.toml", "")?;
+            jail.set_env("LARDER_ACTORS__IDLE_TIMEOUT", "5ms");
+            let e = load_in(jail, Some("ok.toml")).unwrap_err().to_string();
+            assert_eq!(e, "invalid `actors.idle_timeout`: must be at least 100ms");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARDER_HTTP__PUBLIC_URL", "https://larder.example/app");
+            let e = load_in(jail, None).unwrap_err().to_string();
+            assert!(e.starts_with("invalid `http.public_url`"), "{e}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let e = load_in(jail, Some("missing.toml")).unwrap_err().to_string();
+            assert!(e.contains("--config") && e.contains("missing.toml"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_keys_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.set_env("LARDER_HTTP__PORT", "80");
+            let e = load_in(jail, None).unwrap_err().to_string();
+            assert!(e.contains("port"), "{e}");
+            Ok(())
+        });
+    }
+}
