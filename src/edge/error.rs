@@ -114,7 +114,8 @@ impl From<ActorError> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text())
+        // 400 for malformed JSON, 415 for a wrong content type, 422 for the wrong shape.
+        ApiError::new(e.status(), e.body_text())
     }
 }
 

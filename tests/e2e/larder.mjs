@@ -1,0 +1,255 @@
+// Fixtures for Larder's browser end-to-end tests.
+//
+// startLarder(): runs the real `larder serve` binary on a fresh temporary data dir and a free
+// port, waits until it answers, and hands back its origin, the start-up login link, a way to
+// issue more login links (`larder login-link --user NAME`) and stop() (SIGTERM, then SIGKILL).
+// useLarder(): the same, wired into node:test before/after hooks.
+// launchBrowser() / watch(): headless Chromium through playwright-core, and a recorder of the
+// console errors, page errors and request URLs the tests assert on.
+//
+// Binary: $E2E_LARDER_BIN, else $CARGO_TARGET_DIR/debug/larder, else <repo>/target/debug/larder.
+// Chromium: $E2E_CHROMIUM, else /usr/bin/chromium.
+
+import { spawn, execFile } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+import { chromium } from 'playwright-core';
+
+const execFileP = promisify(execFile);
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = path.resolve(HERE, '..', '..');
+export const ARTIFACTS = path.join(HERE, 'artifacts');
+export const SAMPLE_CSV = path.resolve(HERE, '../../static/samples/pantry.csv');
+
+const START_TIMEOUT_MS = 20_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+/** The larder binary to test (see the header comment); fails clearly if it is missing. */
+export function larderBinary() {
+  const bin = process.env.E2E_LARDER_BIN
+    ? path.resolve(REPO_ROOT, process.env.E2E_LARDER_BIN)
+    : process.env.CARGO_TARGET_DIR
+      ? path.resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR, 'debug', 'larder')
+      : path.join(REPO_ROOT, 'target', 'debug', 'larder');
+  try {
+    fs.accessSync(bin, fs.constants.X_OK);
+  } catch {
+    throw new Error(
+      `no executable larder binary at ${bin}: build it (cargo build) or point E2E_LARDER_BIN ` +
+        'or CARGO_TARGET_DIR at it',
+    );
+  }
+  return bin;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// tracing colours its output even into a file; keep error messages readable.
+const stripAnsi = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
+
+function tail(file, lines = 40) {
+  try {
+    return stripAnsi(fs.readFileSync(file, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+  } catch (e) {
+    return `(no log: ${e.message})`;
+  }
+}
+
+/**
+ * Starts `larder serve` with a fresh data dir on 127.0.0.1:0.
+ * @returns {Promise<{origin: string, loginUrl: string, dataDir: string, tmpDir: string,
+ *   logFile: string, loginLink: (user?: string) => Promise<string>, log: () => string,
+ *   stop: () => Promise<{code: number|null, signal: string|null, killed: boolean}>}>}
+ */
+export async function startLarder() {
+  const bin = larderBinary();
+  const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'larder-e2e-'));
+  const dataDir = path.join(tmpDir, 'data');
+  const logFile = path.join(tmpDir, 'server.log');
+  // A clean environment: no LARDER_* (or anything else) from the caller leaks into the server.
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? tmpDir,
+    LARDER_DATA_DIR: dataDir,
+    LARDER_HTTP__ADDR: '127.0.0.1:0',
+    LARDER_HTTP__SHUTDOWN_GRACE: '3s',
+  };
+  const logFd = fs.openSync(logFile, 'a');
+  const child = spawn(bin, ['serve'], { cwd: tmpDir, env, stdio: ['ignore', logFd, logFd] });
+  fs.closeSync(logFd); // the child keeps its own copy
+  let exited = null; // { code, signal } once the process is gone
+  const exitPromise = once(child, 'exit').then(([code, signal]) => {
+    exited = { code, signal };
+    return exited;
+  });
+  child.on('error', () => {}); // surfaced through `exited` / the start timeout
+
+  const fail = async (why) => {
+    if (!exited) {
+      child.kill('SIGKILL');
+      await exitPromise;
+    }
+    throw new Error(`${why}\n--- larder log (${logFile}) ---\n${tail(logFile)}\n---`);
+  };
+
+  // 1. The login-url file tells us the port (it ends with a newline once completely written).
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  const loginFile = path.join(dataDir, 'login-url');
+  let loginUrl = null;
+  while (!loginUrl) {
+    if (exited) return fail(`larder exited early (code ${exited.code}, signal ${exited.signal})`);
+    if (Date.now() > deadline) return fail(`no ${loginFile} after ${START_TIMEOUT_MS} ms`);
+    try {
+      const text = await fsp.readFile(loginFile, 'utf8');
+      const m = /^(http:\/\/127\.0\.0\.1:\d+)\/login\/[A-Za-z0-9_-]+\n$/.exec(text);
+      if (m) loginUrl = text.trim();
+    } catch (e) {
+      if (e.code !== 'ENOENT') throw e;
+    }
+    if (!loginUrl) await sleep(50);
+  }
+  const mode = (await fsp.stat(loginFile)).mode & 0o777;
+  if (mode !== 0o600) return fail(`${loginFile} has mode ${mode.toString(8)}, expected 600`);
+  const origin = new URL(loginUrl).origin;
+
+  // 2. Ready when /healthz says so.
+  for (;;) {
+    if (exited) return fail(`larder exited early (code ${exited.code}, signal ${exited.signal})`);
+    if (Date.now() > deadline) return fail(`${origin}/healthz not ok after ${START_TIMEOUT_MS} ms`);
+    try {
+      const res = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(2000) });
+      const body = await res.text();
+      if (res.status === 200 && JSON.parse(body).status === 'ok') break;
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(50);
+  }
+
+  let stopping = null;
+  return {
+    origin,
+    loginUrl,
+    dataDir,
+    tmpDir,
+    logFile,
+    log: () => stripAnsi(fs.readFileSync(logFile, 'utf8')),
+    /** A fresh one-time login URL for `user`, from `larder login-link` (the control socket). */
+    async loginLink(user) {
+      const args = ['login-link', ...(user ? ['--user', user] : [])];
+      let stdout;
+      try {
+        ({ stdout } = await execFileP(bin, args, { env, cwd: tmpDir, timeout: 10_000 }));
+      } catch (e) {
+        throw new Error(`larder ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}`);
+      }
+      const url = stdout.trim();
+      if (!url.startsWith(`${origin}/login/`)) {
+        throw new Error(`larder ${args.join(' ')} printed ${JSON.stringify(stdout)}`);
+      }
+      return url;
+    },
+    /** SIGTERM, then SIGKILL if it has not exited after STOP_TIMEOUT_MS. Idempotent. */
+    stop() {
+      stopping ??= (async () => {
+        if (exited) return { ...exited, killed: false };
+        child.kill('SIGTERM');
+        const timer = sleep(STOP_TIMEOUT_MS).then(() => null);
+        let result = await Promise.race([exitPromise, timer]);
+        if (result) return { ...result, killed: false };
+        child.kill('SIGKILL');
+        result = await exitPromise;
+        return { ...result, killed: true };
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Starts Larder before the file's tests and stops it after them. The returned object is filled
+ * in by the `before` hook. A server that does not stop cleanly on SIGTERM fails the file.
+ */
+export function useLarder() {
+  const handle = {};
+  before(async () => {
+    Object.assign(handle, await startLarder());
+  });
+  after(async () => {
+    if (!handle.stop) return;
+    const { code, signal, killed } = await handle.stop();
+    const clean = !killed && code === 0 && /stopped cleanly/.test(handle.log());
+    if (!clean) {
+      throw new Error(
+        `larder did not stop cleanly on SIGTERM (code ${code}, signal ${signal}, ` +
+          `SIGKILLed: ${killed})\n${tail(handle.logFile)}`,
+      );
+    }
+    if (!process.env.E2E_KEEP_TMP) await fsp.rm(handle.tmpDir, { recursive: true, force: true });
+  });
+  return handle;
+}
+
+/** Headless Chromium. Playwright gives every launch a fresh, temporary user-data-dir. */
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.E2E_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    timeout: 30_000,
+    args: [
+      '--no-sandbox',
+      '--headless',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * Records what a browser context does: every request URL (pages and their workers), console
+ * messages of type "error" (pages and workers) and uncaught page errors.
+ */
+export function watch(context) {
+  const seen = { requests: [], failedResponses: [], consoleErrors: [], pageErrors: [] };
+  const onPage = (page) => {
+    page.on('console', (m) => {
+      if (m.type() === 'error') seen.consoleErrors.push(`${page.url()}: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => seen.pageErrors.push(`${page.url()}: ${e.stack ?? e}`));
+    page.on('worker', (w) =>
+      w.on('console', (m) => {
+        if (m.type() === 'error') seen.consoleErrors.push(`worker ${w.url()}: ${m.text()}`);
+      }),
+    );
+  };
+  context.pages().forEach(onPage);
+  context.on('page', onPage);
+  context.on('request', (r) => seen.requests.push(r.url()));
+  context.on('response', (r) => {
+    if (r.status() >= 400) seen.failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  context.on('requestfailed', (r) =>
+    seen.failedResponses.push(`failed ${r.method()} ${r.url()}: ${r.failure()?.errorText}`),
+  );
+  return {
+    ...seen,
+    /** Request URLs that did not go to `origin`. */
+    foreign(origin) {
+      return seen.requests.filter((u) => new URL(u).origin !== origin);
+    },
+    count(re) {
+      return seen.requests.filter((u) => re.test(new URL(u).pathname)).length;
+    },
+  };
+}
