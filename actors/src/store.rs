@@ -38,13 +38,15 @@ pub enum Owner {
     User(crate::UserId),
 }
 
+/// Key-value pairs as the backend returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Where committed state lives: the one small interface a cluster journal implements (e.g. sled
 /// locally plus every batch shipped to the shared object store). Keys arrive already scoped to
 /// their owner; `kind` names an independent keyspace.
 pub trait StateBackend: Send + Sync + 'static {
     fn get(&self, kind: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    fn scan_prefix(&self, kind: &str, prefix: &[u8])
-    -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan_prefix(&self, kind: &str, prefix: &[u8]) -> Result<Entries, StoreError>;
     /// Applies every op atomically and returns once they are durable.
     fn commit(&self, kind: &str, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
     /// Forces everything written so far to disk.
@@ -61,11 +63,7 @@ impl StateBackend for SledBackend {
         Ok(self.db.open_tree(kind)?.get(key)?.map(|v| v.to_vec()))
     }
 
-    fn scan_prefix(
-        &self,
-        kind: &str,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, kind: &str, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.db
             .open_tree(kind)?
             .scan_prefix(prefix)

@@ -161,8 +161,12 @@ export async function startLarder() {
       stopping ??= (async () => {
         if (exited) return { ...exited, killed: false };
         child.kill('SIGTERM');
-        const timer = sleep(STOP_TIMEOUT_MS).then(() => null);
-        let result = await Promise.race([exitPromise, timer]);
+        let timer;
+        const timeout = new Promise((resolve) => {
+          timer = setTimeout(resolve, STOP_TIMEOUT_MS, null);
+        });
+        let result = await Promise.race([exitPromise, timeout]);
+        clearTimeout(timer);
         if (result) return { ...result, killed: false };
         child.kill('SIGKILL');
         result = await exitPromise;
@@ -252,4 +256,86 @@ export function watch(context) {
       return seen.requests.filter((u) => re.test(new URL(u).pathname)).length;
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The query page.
+
+/** Waits until the island reports DuckDB ready; returns the status text. Fails on "failed". */
+export async function duckdbReady(page, timeout = 60_000) {
+  const handle = await page.waitForFunction(
+    () => {
+      const s = document.querySelector('#duckdb-status');
+      return s && ['ready', 'failed'].includes(s.dataset.state) ? [s.dataset.state, s.textContent] : null;
+    },
+    null,
+    { timeout },
+  );
+  const [state, text] = await handle.jsonValue();
+  if (state !== 'ready') throw new Error(`DuckDB did not start: ${text}`);
+  return text;
+}
+
+/**
+ * Types `sql` into the editor, clicks Run and waits for the outcome (a results table or an
+ * error: either way the island replaces the contents of #query-results, removing our marker).
+ */
+export async function runSql(page, sql) {
+  await page.waitForFunction(() => !document.querySelector('#run-query').disabled);
+  await page.fill('#sql-editor', sql);
+  await page.evaluate(() => {
+    const marker = document.createElement('i');
+    marker.id = 'e2e-pending';
+    document.querySelector('#query-results').append(marker);
+  });
+  await page.click('#run-query');
+  await page.waitForFunction(
+    () => !document.querySelector('#e2e-pending') && !document.querySelector('#run-query').disabled,
+    null,
+    { timeout: 30_000 },
+  );
+}
+
+/** The results table: column names, column types, body cells (text), summary line. */
+export async function results(page) {
+  return page.evaluate(() => {
+    const root = document.querySelector('#query-results');
+    const table = root.querySelector('table');
+    return {
+      present: !!table,
+      names: [...root.querySelectorAll('thead th .col-name')].map((e) => e.textContent),
+      types: [...root.querySelectorAll('thead th .col-type')].map((e) => e.textContent),
+      rows: [...root.querySelectorAll('tbody tr')].map((tr) => [...tr.cells].map((c) => c.textContent)),
+      summary: root.querySelector('.results-summary')?.textContent ?? null,
+    };
+  });
+}
+
+/** The text of #query-error, or null while it is hidden. */
+export async function queryError(page) {
+  return page.evaluate(() => {
+    const e = document.querySelector('#query-error');
+    return e.hidden ? null : e.textContent;
+  });
+}
+
+/** Saves the editor's SQL under `name` through the sidebar form; returns the saved query's id. */
+export async function saveQuery(page, name) {
+  await page.fill('#save-form input[name=name]', name);
+  const saved = page.waitForResponse(
+    (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/queries',
+  );
+  await page.click('#save-form button[type=submit]');
+  const res = await saved;
+  if (res.status() !== 200) throw new Error(`saving "${name}": HTTP ${res.status()} ${await res.text()}`);
+  const item = savedItem(page, name);
+  await item.waitFor();
+  return item.getAttribute('data-saved-query');
+}
+
+/** The saved-queries sidebar entry whose link reads exactly `name`. */
+export function savedItem(page, name) {
+  return page.locator('#saved-queries li[data-saved-query]', {
+    has: page.getByRole('link', { name, exact: true }),
+  });
 }
