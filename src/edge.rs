@@ -77,7 +77,8 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/static/{version}/{*path}", get(assets::versioned))
         .route("/samples/{*path}", get(assets::sample))
-        .route("/app.css", get(assets::stylesheet))
+        .route("/app.css", get(assets::unversioned))
+        .route("/favicon.svg", get(assets::unversioned))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

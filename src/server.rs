@@ -19,6 +19,8 @@ use crate::edge::{self, AppState, Assets, PrometheusHandle};
 /// `larder serve`: logs, metrics, the configured listener, and SIGINT/SIGTERM for shutdown.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new("info,tower_http=warn,sled=warn")

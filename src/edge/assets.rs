@@ -107,10 +107,11 @@ pub async fn sample(
     res
 }
 
-/// `GET /app.css`: the stylesheet at a fixed address, for pages rendered without the asset
-/// version (error pages). Revalidated on every use.
-pub async fn stylesheet(State(state): State<AppState>, req: Request) -> Response {
-    let mut res = serve_from(&state.assets.dist, "app.css", req).await;
+/// `GET /app.css` and `/favicon.svg`: assets at fixed addresses, for pages rendered without the
+/// asset version (error pages). Revalidated on every use.
+pub async fn unversioned(State(state): State<AppState>, req: Request) -> Response {
+    let file = req.uri().path().trim_start_matches('/').to_owned();
+    let mut res = serve_from(&state.assets.dist, &file, req).await;
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res

@@ -90,6 +90,12 @@ export async function startLarder() {
     return exited;
   });
   child.on('error', () => {}); // surfaced through `exited` / the start timeout
+  // Never leave a server behind, even if the test process dies before its `after` hook.
+  const reap = () => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  exitPromise.then(() => process.removeListener('exit', reap));
 
   const fail = async (why) => {
     if (!exited) {
@@ -228,7 +234,8 @@ export function watch(context) {
   const seen = { requests: [], failedResponses: [], consoleErrors: [], pageErrors: [] };
   const onPage = (page) => {
     page.on('console', (m) => {
-      if (m.type() === 'error') seen.consoleErrors.push(`${page.url()}: ${m.text()}`);
+      // For "Failed to load resource" the location is the resource, otherwise the script.
+      if (m.type() === 'error') seen.consoleErrors.push(`${m.location().url || page.url()}: ${m.text()}`);
     });
     page.on('pageerror', (e) => seen.pageErrors.push(`${page.url()}: ${e.stack ?? e}`));
     page.on('worker', (w) =>
