@@ -7,6 +7,7 @@
 //! restarted between lookup and delivery, so every message sent through them must be idempotent
 //! (saves carry their id, deletes of missing records succeed).
 
+use std::future::Future;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -67,24 +68,8 @@ impl Placement {
         user: UserId,
         build: impl Fn(RpcReplyPort<R>) -> LibraryMsg,
     ) -> Result<R, ActorError> {
-        let mut last = ActorError::Unavailable("no attempt made".into());
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
-            }
-            let handles = match self.user(user).await {
-                Ok(h) => h,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            match self.ask(&handles.library, &build).await {
-                Err(ActorError::Unavailable(e)) => last = ActorError::Unavailable(e),
-                other => return other,
-            }
-        }
-        Err(last)
+        self.call_with_retry(|| async move { Ok(self.user(user).await?.library) }, build)
+            .await
     }
 
     /// Calls the node-global Accounts actor, waiting out a restart.
@@ -92,13 +77,33 @@ impl Placement {
         &self,
         build: impl Fn(RpcReplyPort<R>) -> AccountsMsg,
     ) -> Result<R, ActorError> {
+        self.call_with_retry(|| self.ask(&self.root, NodeMsg::Accounts), build)
+            .await
+    }
+
+    /// Resolves the target and calls it; when the target went away before answering (it was
+    /// passivated, or crashed and is being restarted), resolves it again and retries.
+    async fn call_with_retry<M: Message, R: Send + 'static, Resolved>(
+        &self,
+        resolve: impl Fn() -> Resolved,
+        build: impl Fn(RpcReplyPort<R>) -> M,
+    ) -> Result<R, ActorError>
+    where
+        Resolved: Future<Output = Result<ActorRef<M>, ActorError>>,
+    {
         let mut last = ActorError::Unavailable("no attempt made".into());
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
             }
-            let accounts = self.ask(&self.root, NodeMsg::Accounts).await?;
-            match self.ask(&accounts, &build).await {
+            let target = match resolve().await {
+                Ok(t) => t,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match self.ask(&target, &build).await {
                 Err(ActorError::Unavailable(e)) => last = ActorError::Unavailable(e),
                 other => return other,
             }

@@ -198,12 +198,20 @@ async fn create_saved_query(
         name: body.name,
         sql: body.sql,
     };
-    let saved = state
+    let saved = save(&state, &session, request).await?;
+    Ok((StatusCode::CREATED, Json(SavedQueryOut::from(saved))).into_response())
+}
+
+async fn save(
+    state: &AppState,
+    session: &larder_actors::accounts::Session,
+    request: SaveQuery,
+) -> Result<SavedQuery, ApiError> {
+    state
         .placement
         .library(session.user.id, |r| LibraryMsg::Save(request.clone(), r))
         .await?
-        .map_err(library_error)?;
-    Ok((StatusCode::CREATED, Json(SavedQueryOut::from(saved))).into_response())
+        .map_err(library_error)
 }
 
 async fn existing(
@@ -258,12 +266,7 @@ async fn update_saved_query(
         name: body.name,
         sql: body.sql,
     };
-    let saved = state
-        .placement
-        .library(session.user.id, |r| LibraryMsg::Save(request.clone(), r))
-        .await?
-        .map_err(library_error)?;
-    Ok(Json(saved.into()))
+    Ok(Json(save(&state, &session, request).await?.into()))
 }
 
 /// Deletes a saved query.
