@@ -26,6 +26,99 @@ pub struct Config {
     pub auth: AuthConfig,
     pub actors: ActorsConfig,
     pub assets: AssetsConfig,
+    pub keys: KeysConfig,
+    pub storage: StorageConfig,
+    pub s3: S3Config,
+}
+
+/// Secret keys. Unset keys are generated on first start into `<data_dir>/keys/` (0600); a
+/// cluster sets them here (or through `LARDER_KEYS__*`) so every node agrees.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Vault keys as `"<version>:<base64 of 32 bytes>"`; the highest version seals new records.
+    pub vault: Vec<String>,
+    /// The proxy-credential MAC key, base64 of 32 bytes.
+    pub proxy_mac: Option<String>,
+}
+
+/// Where users' objects live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Every user gets a backend named `local`: files under `<data_dir>/storage/users/<id>/`.
+    pub local: bool,
+    /// Backends the operator provides to every user; each user sees only their own
+    /// `<prefix>/users/<user id>/` part of it.
+    pub shared: Vec<SharedBackendConfig>,
+}
+
+/// An operator-provided S3-compatible backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedBackendConfig {
+    /// The name users see (3–63 of a-z, 0-9, '-').
+    pub name: String,
+    /// e.g. `https://s3.eu-west-1.amazonaws.com`, `https://<account>.r2.cloudflarestorage.com`.
+    pub endpoint: url::Url,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    pub access_key_id: String,
+    /// The name of the environment variable holding the secret access key.
+    pub secret_access_key_env: String,
+}
+
+/// The S3 proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// The dedicated S3 listener: path style, `/{backend}/{key}` at its root, for clients that
+    /// cannot use an endpoint with a path. (The main origin also serves the proxy at `/s3`.)
+    pub addr: SocketAddr,
+    /// The URL clients reach the S3 listener at. Default: `http://` + the bound address.
+    pub public_url: Option<url::Url>,
+    /// The region clients must sign for.
+    pub region: String,
+    /// Lifetime of proxy credentials minted without an explicit one.
+    #[serde(with = "humantime_serde")]
+    pub credential_ttl: Duration,
+    /// The longest lifetime a caller may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_credential_ttl: Duration,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            local: true,
+            shared: Vec::new(),
+        }
+    }
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            public_url: None,
+            region: default_region(),
+            credential_ttl: Duration::from_secs(3600),
+            max_credential_ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
 }
 
 /// The HTTP edge.
@@ -101,6 +194,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             actors: ActorsConfig::default(),
             assets: AssetsConfig::default(),
+            keys: KeysConfig::default(),
+            storage: StorageConfig::default(),
+            s3: S3Config::default(),
         }
     }
 }
@@ -130,7 +226,7 @@ impl Default for LocalAuthConfig {
         LocalAuthConfig {
             enabled: true,
             default_user: "owner".to_owned(),
-            link_ttl: Duration::from_secs(24 * 3600),
+            link_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -230,6 +326,58 @@ impl Config {
         if self.actors.call_timeout < Duration::from_millis(100) {
             return invalid("actors.call_timeout", "must be at least 100ms");
         }
+        let mut names = std::collections::HashSet::new();
+        if self.storage.local {
+            names.insert("local");
+        }
+        for shared in &self.storage.shared {
+            if let Err(e) = larder_actors::vault::validate_name(&shared.name) {
+                return invalid("storage.shared.name", &e.to_string());
+            }
+            if !names.insert(shared.name.as_str()) {
+                return invalid(
+                    "storage.shared.name",
+                    &format!("\"{}\" is used twice", shared.name),
+                );
+            }
+            if !matches!(shared.endpoint.scheme(), "http" | "https") {
+                return invalid(
+                    "storage.shared.endpoint",
+                    "must be an http:// or https:// URL",
+                );
+            }
+            if shared.bucket.is_empty() {
+                return invalid("storage.shared.bucket", "must not be empty");
+            }
+        }
+        if self.s3.region.is_empty()
+            || !self
+                .s3
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return invalid("s3.region", "must be a region name like us-east-1");
+        }
+        if let Some(url) = &self.s3.public_url
+            && (!matches!(url.scheme(), "http" | "https") || url.path() != "/")
+        {
+            return invalid(
+                "s3.public_url",
+                "must be an http:// or https:// URL without a path",
+            );
+        }
+        if self.s3.credential_ttl < Duration::from_secs(60)
+            || self.s3.credential_ttl > self.s3.max_credential_ttl
+        {
+            return invalid(
+                "s3.credential_ttl",
+                "must be at least 1 minute and at most s3.max_credential_ttl",
+            );
+        }
+        if self.s3.max_credential_ttl > Duration::from_secs(7 * 24 * 3600) {
+            return invalid("s3.max_credential_ttl", "must be at most 7 days");
+        }
         if self.actors.restart_backoff > self.actors.restart_backoff_max {
             return invalid(
                 "actors.restart_backoff",
@@ -240,7 +388,10 @@ impl Config {
     }
 
     /// The actor system's settings.
-    pub fn node_config(&self) -> larder_actors::NodeConfig {
+    pub fn node_config(
+        &self,
+        keyring: larder_actors::vault::SharedKeyring,
+    ) -> larder_actors::NodeConfig {
         larder_actors::NodeConfig {
             idle_timeout: self.actors.idle_timeout,
             call_timeout: self.actors.call_timeout,
@@ -253,6 +404,7 @@ impl Config {
                 login_token_ttl: self.auth.local.link_ttl,
                 session_ttl: self.auth.session_ttl,
             },
+            keyring,
         }
     }
 

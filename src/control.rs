@@ -1,7 +1,8 @@
 //! The control socket: a Unix socket in the data dir (mode 0600, so only the host user that runs
 //! Larder can use it) through which local commands talk to the running node.
 //!
-//! One request per connection, one JSON line each way. Today it answers `larder login-link`.
+//! One request per connection, one JSON line each way. It answers `larder login-link` and
+//! `larder vault rotate`.
 //! Must not: be reachable from the network, or do anything a signed-in person could not.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -21,12 +22,14 @@ pub const SOCKET_NAME: &str = "control.sock";
 #[serde(rename_all = "snake_case")]
 enum Request {
     LoginLink { user: Option<String> },
+    RotateVault,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Response {
-    Url(String),
+    /// The answer, as text for the person at the terminal.
+    Ok(String),
     Error(String),
 }
 
@@ -73,10 +76,14 @@ async fn answer(stream: UnixStream, state: &AppState) -> anyhow::Result<()> {
         Ok(Request::LoginLink { user }) => {
             let user = user.unwrap_or_else(|| state.config.auth.local.default_user.clone());
             match login_link(state, &user).await {
-                Ok(url) => Response::Url(url),
+                Ok(url) => Response::Ok(url),
                 Err(e) => Response::Error(e),
             }
         }
+        Ok(Request::RotateVault) => match crate::edge::rotate_vault(state).await {
+            Ok(report) => Response::Ok(report),
+            Err(e) => Response::Error(e),
+        },
         Err(e) => Response::Error(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&response)?;
@@ -87,6 +94,21 @@ async fn answer(stream: UnixStream, state: &AppState) -> anyhow::Result<()> {
 
 /// Client side: asks the node running on `data_dir` for a login link.
 pub async fn request_login_link(data_dir: &Path, user: Option<&str>) -> anyhow::Result<String> {
+    ask(
+        data_dir,
+        &Request::LoginLink {
+            user: user.map(str::to_owned),
+        },
+    )
+    .await
+}
+
+/// Client side: asks the running node to rotate the vault key and re-seal every record.
+pub async fn request_vault_rotation(data_dir: &Path) -> anyhow::Result<String> {
+    ask(data_dir, &Request::RotateVault).await
+}
+
+async fn ask(data_dir: &Path, request: &Request) -> anyhow::Result<String> {
     let path = socket_path(data_dir);
     let stream = UnixStream::connect(&path).await.with_context(|| {
         format!(
@@ -96,15 +118,13 @@ pub async fn request_login_link(data_dir: &Path, user: Option<&str>) -> anyhow::
         )
     })?;
     let (read, mut write) = stream.into_split();
-    let mut req = serde_json::to_vec(&Request::LoginLink {
-        user: user.map(str::to_owned),
-    })?;
+    let mut req = serde_json::to_vec(request)?;
     req.push(b'\n');
     write.write_all(&req).await?;
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
     match serde_json::from_str::<Response>(&line).context("unexpected answer from the node")? {
-        Response::Url(url) => Ok(url),
+        Response::Ok(url) => Ok(url),
         Response::Error(e) => anyhow::bail!("{e}"),
     }
 }

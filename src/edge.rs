@@ -17,16 +17,21 @@ mod pages;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use larder_actors::Placement;
 use larder_actors::accounts::AccountsMsg;
+use larder_actors::vault::VaultMsg;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use assets::Assets;
 pub use metrics::{PrometheusHandle, install_recorder};
 
 use crate::config::Config;
+use crate::keys::Keys;
+use crate::s3::S3Proxy;
+use crate::storage::registry::Registry;
 
 /// Everything a handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -37,6 +42,12 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Where people reach this node, without a trailing slash (`http://127.0.0.1:8080`).
     pub base_url: Arc<str>,
+    /// The dedicated S3 listener's URL, without a trailing slash.
+    pub s3_url: Arc<str>,
+    pub keys: Arc<Keys>,
+    /// The users' storage backends.
+    pub registry: Arc<Registry>,
+    pub s3: S3Proxy,
 }
 
 impl AppState {
@@ -58,7 +69,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let pages = Router::new()
         .route("/", get(pages::landing))
-        .route("/login/{token}", get(auth::login))
+        .route("/login/{token}", get(auth::login_page))
+        .route("/login", post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/query", get(pages::query))
         .route("/queries", get(library::list).post(library::save))
@@ -73,6 +85,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(pages)
         .merge(api::router())
+        .route("/s3", any(s3_on_origin))
+        .route("/s3/{*path}", any(s3_on_origin))
         .route("/healthz", get(pages::healthz))
         .route("/metrics", get(metrics::render))
         .route("/static/{version}/{*path}", get(assets::versioned))
@@ -80,6 +94,7 @@ pub fn app(state: AppState) -> Router {
         .route("/app.css", get(assets::unversioned))
         .route("/favicon.svg", get(assets::unversioned))
         .fallback(pages::not_found)
+        .method_not_allowed_fallback(pages::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::csrf_guard,
@@ -96,6 +111,11 @@ pub fn app(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // Pages and API answers are one user's data: never kept by caches (assets say otherwise).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
@@ -105,6 +125,26 @@ pub fn app(state: AppState) -> Router {
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
                    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// The S3 proxy under `/s3` on the main origin (the island's same-origin endpoint).
+async fn s3_on_origin(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    state.s3.handle("/s3", req).await
+}
+
+/// The dedicated S3 listener: the proxy at the root, path style, and nothing else.
+pub fn s3_listener_app(state: AppState) -> Router {
+    Router::new()
+        .fallback(
+            |State(state): State<AppState>, req: axum::extract::Request| async move {
+                state.s3.handle("", req).await
+            },
+        )
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}
 
 /// A fresh one-time login link for the named local user (created on first use).
 pub async fn login_link(state: &AppState, user: &str) -> Result<String, String> {
@@ -119,4 +159,31 @@ pub async fn login_link(state: &AppState, user: &str) -> Result<String, String> 
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     Ok(format!("{}/login/{}", state.base_url, issued.token))
+}
+
+/// `larder vault rotate`: a new current vault key, then every user's records re-sealed under it.
+pub async fn rotate_vault(state: &AppState) -> Result<String, String> {
+    let version = state
+        .keys
+        .rotate_vault()
+        .map_err(|e| format!("could not rotate the vault key: {e:#}"))?;
+    let users = state
+        .placement
+        .accounts(AccountsMsg::ListUsers)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut resealed = 0;
+    for user in &users {
+        resealed += state
+            .placement
+            .vault(user.id, VaultMsg::Reseal)
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("re-sealing {}'s records failed: {e}", user.name))?;
+    }
+    tracing::info!(version, resealed, "vault key rotated");
+    Ok(format!(
+        "vault key version {version} is current; re-sealed {resealed} record(s) of {} user(s)",
+        users.len()
+    ))
 }

@@ -6,11 +6,18 @@
 //! - [`server`]: a running node: store, actors, HTTP edge, control socket, graceful shutdown.
 //! - [`edge`]: the axum application (pages, htmx fragments, JSON API, assets, metrics).
 //! - [`control`]: the host-local control socket (`larder login-link`).
+//! - [`keys`]: the node's secret keys (vault keyring, proxy-credential MAC).
+//! - [`storage`]: storage backends (`local`, `s3`) behind one trait.
+//! - [`s3`]: the S3 proxy (SigV4, operations, proxy credentials).
 
 mod config;
 mod control;
 mod edge;
+mod keys;
+mod s3;
 mod server;
+#[allow(dead_code)] // wired up by the S3 proxy
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +51,17 @@ enum Command {
     },
     /// Print the effective configuration (defaults + file + environment) as TOML.
     Config,
+    /// Manage the vault that seals credentials at rest.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// Make a new vault key current and re-seal every user's records under it, on the running
+    /// node. (With keys set in the configuration, add the new version there first, restart,
+    /// then run this.)
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +78,13 @@ fn main() -> ExitCode {
         Command::LoginLink { user } => run_async(async move {
             let url = control::request_login_link(&config.data_dir, user.as_deref()).await?;
             println!("{url}");
+            Ok(())
+        }),
+        Command::Vault(VaultCommand::Rotate) => run_async(async move {
+            println!(
+                "{}",
+                control::request_vault_rotation(&config.data_dir).await?
+            );
             Ok(())
         }),
         Command::Config => {

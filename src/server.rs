@@ -3,8 +3,6 @@
 //! requests, drain actors, flush the store).
 
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -15,6 +13,10 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::control;
 use crate::edge::{self, AppState, Assets, PrometheusHandle};
+use crate::keys::{Keys, create_private_dir, write_private_file};
+use crate::s3::S3Proxy;
+use crate::s3::signature::VerifyPolicy;
+use crate::storage::registry::Registry;
 
 /// `larder serve`: logs, metrics, the configured listener, and SIGINT/SIGTERM for shutdown.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -31,13 +33,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("cannot listen on {} (http.addr)", config.http.addr))?;
-    run(config, listener, shutdown_signal(), metrics).await
+    let s3_listener = TcpListener::bind(config.s3.addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (s3.addr)", config.s3.addr))?;
+    run(
+        config,
+        Listeners {
+            http: listener,
+            s3: s3_listener,
+        },
+        shutdown_signal(),
+        metrics,
+    )
+    .await
 }
 
-/// Runs a node on an already-bound listener until `shutdown` resolves.
+/// The node's already-bound listeners.
+pub struct Listeners {
+    /// Pages, API, island, and the S3 proxy under `/s3`.
+    pub http: TcpListener,
+    /// The dedicated S3 listener (path style at its root).
+    pub s3: TcpListener,
+}
+
+/// Runs a node on already-bound listeners until `shutdown` resolves.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
     metrics: PrometheusHandle,
 ) -> anyhow::Result<()> {
@@ -50,24 +72,47 @@ pub async fn run(
             data_dir.join("state").display()
         )
     })?;
-    let node = Node::start(store, config.node_config()).await?;
+    let keys = Keys::load(&config.keys, &data_dir)?;
+    let node = Node::start(store, config.node_config(keys.keyring.clone())).await?;
 
-    let local = listener.local_addr()?;
+    let local = listeners.http.local_addr()?;
     let base_url = match &config.http.public_url {
         Some(url) => url.as_str().trim_end_matches('/').to_owned(),
         None => format!("http://{local}"),
     };
+    let s3_local = listeners.s3.local_addr()?;
+    let s3_url = match &config.s3.public_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+        None => format!("http://{s3_local}"),
+    };
+    let placement = node.placement();
+    let registry = Arc::new(Registry::new(
+        data_dir.clone(),
+        config.storage.clone(),
+        placement.clone(),
+    ));
+    let s3 = S3Proxy {
+        key: keys.proxy.clone(),
+        registry: registry.clone(),
+        region: config.s3.region.clone(),
+        policy: VerifyPolicy::default(),
+        app_origin: Arc::from(base_url.as_str()),
+    };
     let state = AppState {
-        placement: node.placement(),
+        placement,
         config: Arc::new(config),
         assets: Arc::new(assets),
         metrics,
         base_url: Arc::from(base_url.as_str()),
+        s3_url: Arc::from(s3_url.as_str()),
+        keys: Arc::new(keys),
+        registry,
+        s3,
     };
 
     let control_task = tokio::spawn(control::run(control::bind(&data_dir)?, state.clone()));
 
-    tracing::info!(%local, data_dir = %data_dir.display(), "Larder is listening");
+    tracing::info!(%local, s3 = %s3_local, data_dir = %data_dir.display(), "Larder is listening");
     if state.config.auth.local.enabled {
         let user = state.config.auth.local.default_user.clone();
         match edge::login_link(&state, &user).await {
@@ -83,21 +128,26 @@ pub async fn run(
     }
 
     let grace = state.config.http.shutdown_grace;
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, edge::app(state)).with_graceful_shutdown(async move {
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
-        let _ = stopping_tx.send(());
+        let _ = stopping_tx.send(true);
     });
+    let http = axum::serve(listeners.http, edge::app(state.clone()))
+        .with_graceful_shutdown(stopped(stopping.clone()));
+    let s3 = axum::serve(listeners.s3, edge::s3_listener_app(state))
+        .with_graceful_shutdown(stopped(stopping.clone()));
+    let servers = async { tokio::try_join!(http.into_future(), s3.into_future()) };
     let deadline = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        stopped(stopping).await;
+        tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = server => result.context("HTTP server failed")?,
+        result = servers => { result.context("HTTP server failed")?; }
         () = deadline => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
     }
 
@@ -124,32 +174,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-}
-
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Writes `contents` to `path`, readable by the owner only.
-fn write_private_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // An existing file keeps its mode on open: enforce it.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }

@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 use crate::ids::{UnixMillis, UserId, now_millis};
 use crate::roster::{ActorKey, ActorKind, Roster};
 use crate::store::{Changes, Partition};
+use crate::supervision::reply_or_reload;
 
 /// A person with their own isolated warehouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +78,9 @@ pub enum AccountsMsg {
     /// A one-time login token for the named user (created on first use).
     #[rpc]
     IssueLoginToken(String, RpcReplyPort<Result<LoginToken, AccountsError>>),
+    /// Who a login token would sign in, without using it up (the confirmation page).
+    #[rpc]
+    PeekLoginToken(String, RpcReplyPort<Option<User>>),
     /// Burns the token and opens a session for its user.
     #[rpc]
     RedeemLoginToken(String, RpcReplyPort<Result<NewSession, AccountsError>>),
@@ -198,7 +202,7 @@ impl Actor for Accounts {
         state.roster.handled(&state.key);
         match msg {
             AccountsMsg::EnsureUser(name, reply) => {
-                let _ = reply.send(state.ensure_user(&name));
+                reply_or_reload(reply, state.ensure_user(&name), is_storage)?;
             }
             AccountsMsg::GetUser(id, reply) => {
                 let _ = reply.send(state.users.get(&id).cloned());
@@ -207,16 +211,19 @@ impl Actor for Accounts {
                 let _ = reply.send(state.users.values().cloned().collect());
             }
             AccountsMsg::IssueLoginToken(name, reply) => {
-                let _ = reply.send(state.issue_login_token(&name));
+                reply_or_reload(reply, state.issue_login_token(&name), is_storage)?;
+            }
+            AccountsMsg::PeekLoginToken(token, reply) => {
+                let _ = reply.send(state.peek(&token));
             }
             AccountsMsg::RedeemLoginToken(token, reply) => {
-                let _ = reply.send(state.redeem(&token));
+                reply_or_reload(reply, state.redeem(&token), is_storage)?;
             }
             AccountsMsg::Authenticate(token, reply) => {
                 let _ = reply.send(state.authenticate(&token));
             }
             AccountsMsg::EndSession(token, reply) => {
-                let _ = reply.send(state.end_session(&token));
+                reply_or_reload(reply, state.end_session(&token), is_storage)?;
             }
             AccountsMsg::Sweep => state.sweep(),
             AccountsMsg::InjectPanic => panic!("injected panic in accounts handler"),
@@ -307,6 +314,14 @@ impl AccountsState {
             user,
             expires_at: stored.expires_at,
         })
+    }
+
+    fn peek(&self, token: &str) -> Option<User> {
+        let stored = self.tokens.get(&hash_secret(token))?;
+        if stored.expires_at <= now_millis() {
+            return None;
+        }
+        self.users.get(&stored.user).cloned()
     }
 
     fn redeem(&mut self, token: &str) -> Result<NewSession, AccountsError> {
@@ -414,4 +429,8 @@ impl AccountsState {
 fn storage(e: crate::store::StoreError) -> AccountsError {
     tracing::error!(error = %e, "accounts commit failed");
     AccountsError::Storage(e.to_string())
+}
+
+fn is_storage(e: &AccountsError) -> bool {
+    matches!(e, AccountsError::Storage(_))
 }

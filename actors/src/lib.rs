@@ -6,6 +6,7 @@
 //! - [`user`]: `UserSupervisor`, one user's tree (virtual: activated on use, passivated when idle).
 //! - [`library`]: a user's saved queries and preferences.
 //! - [`accounts`]: node-global users, login tokens and browser sessions.
+//! - [`vault`]: sealed credentials and backend configurations (per user), and the keyring.
 //! - [`placement`]: how the edge reaches actors without knowing where they live.
 //! - [`store`]: the durable state interface (sled underneath); the only module that touches sled.
 //! - [`roster`]: live-actor bookkeeping for the inspector and metrics.
@@ -25,6 +26,7 @@ pub mod roster;
 pub mod store;
 pub mod supervision;
 pub mod user;
+pub mod vault;
 
 pub use ids::{UnixMillis, UserId, now_millis};
 pub use node::{Node, NodeConfig, NodeError};

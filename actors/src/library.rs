@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::ids::{UnixMillis, UserId, now_millis};
 use crate::roster::{ActorKey, ActorKind, Roster};
 use crate::store::{Changes, Partition};
+use crate::supervision::reply_or_reload;
 
 /// Longest saved SQL text, in bytes.
 pub const MAX_SQL_BYTES: usize = 100 * 1024;
@@ -195,16 +196,16 @@ impl Actor for Library {
                 let _ = reply.send(state.queries.get(&id).cloned());
             }
             LibraryMsg::Save(req, reply) => {
-                let _ = reply.send(state.save(req));
+                reply_or_reload(reply, state.save(req), is_storage)?;
             }
             LibraryMsg::Delete(id, reply) => {
-                let _ = reply.send(state.delete(id));
+                reply_or_reload(reply, state.delete(id), is_storage)?;
             }
             LibraryMsg::GetPreferences(reply) => {
                 let _ = reply.send(state.preferences.clone());
             }
             LibraryMsg::SetPreferences(prefs, reply) => {
-                let _ = reply.send(state.set_preferences(prefs));
+                reply_or_reload(reply, state.set_preferences(prefs), is_storage)?;
             }
             LibraryMsg::InjectPanic => panic!("injected panic in library handler"),
         }
@@ -295,4 +296,8 @@ impl LibraryState {
 fn storage(e: crate::store::StoreError) -> LibraryError {
     tracing::error!(error = %e, "library commit failed");
     LibraryError::Storage(e.to_string())
+}
+
+fn is_storage(e: &LibraryError) -> bool {
+    matches!(e, LibraryError::Storage(_))
 }

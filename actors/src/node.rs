@@ -6,6 +6,7 @@
 //! queued requests finish, then flushes the store.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -18,6 +19,7 @@ use crate::roster::{ActorKey, ActorKind, Roster};
 use crate::store::{Owner, Store};
 use crate::supervision::{Backoff, RestartPolicy};
 use crate::user::{UserArgs, UserMsg, UserSupervisor};
+use crate::vault::{Keyring, SharedKeyring, VaultKey};
 
 /// How this node's actors behave. Built by the binary from its config.
 #[derive(Debug, Clone)]
@@ -28,8 +30,12 @@ pub struct NodeConfig {
     pub call_timeout: Duration,
     pub restart: RestartPolicy,
     pub accounts: AccountsConfig,
+    /// The vault keys (shared with rotation).
+    pub keyring: SharedKeyring,
 }
 
+/// Defaults for tests and tools: note the keyring is a fresh random key, so vault records
+/// sealed with it cannot be opened by another process.
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -37,6 +43,7 @@ impl Default for NodeConfig {
             call_timeout: Duration::from_secs(10),
             restart: RestartPolicy::default(),
             accounts: AccountsConfig::default(),
+            keyring: Arc::new(RwLock::new(Keyring::new([(1, VaultKey::generate())]))),
         }
     }
 }
@@ -50,6 +57,8 @@ pub enum NodeMsg {
     Accounts(RpcReplyPort<ActorRef<AccountsMsg>>),
     /// Internal: passivate users idle for longer than the timeout.
     SweepIdle,
+    /// Internal: a user's supervisor finished starting (or failed to).
+    Started(UserId, Result<ActorRef<UserMsg>, String>),
     /// Internal: the back-off after an Accounts failure has elapsed.
     RestartAccounts,
 }
@@ -62,16 +71,29 @@ pub struct NodeArgs {
     pub config: NodeConfig,
 }
 
-struct ActiveUser {
-    supervisor: ActorRef<UserMsg>,
-    last_active: Instant,
+type ActivateReply = RpcReplyPort<Result<ActorRef<UserMsg>, String>>;
+
+/// Where one user's tree is in its life. Only one tree per user exists at any time: a request
+/// for a user whose tree is starting or stopping waits for that to finish.
+enum Slot {
+    /// Spawning in a task of its own (loading state must not stall the root).
+    Starting { waiters: Vec<ActivateReply> },
+    Running {
+        supervisor: ActorRef<UserMsg>,
+        last_active: Instant,
+    },
+    /// Draining after passivation; restarted once it has terminated if anyone asked meanwhile.
+    Stopping {
+        supervisor: ractor::ActorId,
+        waiters: Vec<ActivateReply>,
+    },
 }
 
 pub struct NodeState {
     store: Store,
     roster: Roster,
     config: NodeConfig,
-    users: HashMap<UserId, ActiveUser>,
+    users: HashMap<UserId, Slot>,
     accounts: Option<ActorRef<AccountsMsg>>,
     accounts_backoff: Backoff,
     waiting_for_accounts: Vec<RpcReplyPort<ActorRef<AccountsMsg>>>,
@@ -110,51 +132,123 @@ impl NodeState {
         myself.send_after(delay, || NodeMsg::RestartAccounts);
     }
 
-    async fn activate(
-        &mut self,
-        myself: &ActorRef<NodeMsg>,
-        user: UserId,
-    ) -> Result<ActorRef<UserMsg>, String> {
-        if let Some(active) = self.users.get_mut(&user) {
-            active.last_active = Instant::now();
-            return Ok(active.supervisor.clone());
+    fn activate(&mut self, myself: &ActorRef<NodeMsg>, user: UserId, reply: ActivateReply) {
+        match self.users.get_mut(&user) {
+            Some(Slot::Running {
+                supervisor,
+                last_active,
+            }) => {
+                *last_active = Instant::now();
+                let _ = reply.send(Ok(supervisor.clone()));
+            }
+            Some(Slot::Starting { waiters } | Slot::Stopping { waiters, .. }) => {
+                waiters.push(reply)
+            }
+            None => {
+                self.users.insert(
+                    user,
+                    Slot::Starting {
+                        waiters: vec![reply],
+                    },
+                );
+                self.start_user(myself, user);
+            }
         }
+    }
+
+    /// Spawns the user's tree off the root's handler; the result comes back as `Started`.
+    fn start_user(&self, myself: &ActorRef<NodeMsg>, user: UserId) {
         let args = UserArgs {
             user,
             store: self.store.clone(),
             roster: self.roster.clone(),
             restart: self.config.restart,
+            keyring: self.config.keyring.clone(),
         };
-        let (supervisor, _) = Actor::spawn_linked(None, UserSupervisor, args, myself.get_cell())
-            .await
-            .map_err(|e| format!("could not activate the user's actors: {e}"))?;
-        metrics::counter!("larder_actor_activations_total").increment(1);
-        tracing::debug!(%user, "activated user");
-        self.users.insert(
-            user,
-            ActiveUser {
-                supervisor: supervisor.clone(),
-                last_active: Instant::now(),
-            },
-        );
-        Ok(supervisor)
+        let root = myself.clone();
+        tokio::spawn(async move {
+            let result = Actor::spawn_linked(None, UserSupervisor, args, root.get_cell())
+                .await
+                .map(|(supervisor, _)| supervisor)
+                .map_err(|e| format!("could not activate the user's actors: {e}"));
+            let _ = root.send_message(NodeMsg::Started(user, result));
+        });
+    }
+
+    fn started(&mut self, user: UserId, result: Result<ActorRef<UserMsg>, String>) {
+        let Some(Slot::Starting { waiters }) = self.users.remove(&user) else {
+            // Not expected; never leave a tree nobody can reach.
+            if let Ok(supervisor) = result {
+                supervisor.stop(Some("orphaned activation".into()));
+            }
+            return;
+        };
+        for reply in waiters {
+            let _ = reply.send(result.clone());
+        }
+        if let Ok(supervisor) = result {
+            metrics::counter!("larder_actor_activations_total").increment(1);
+            tracing::debug!(%user, "activated user");
+            self.users.insert(
+                user,
+                Slot::Running {
+                    supervisor,
+                    last_active: Instant::now(),
+                },
+            );
+        }
     }
 
     fn sweep_idle(&mut self) {
         let timeout = self.config.idle_timeout;
-        let idle: Vec<UserId> = self
-            .users
-            .iter()
-            .filter(|(_, a)| a.last_active.elapsed() >= timeout)
-            .map(|(u, _)| *u)
-            .collect();
-        for user in idle {
-            if let Some(active) = self.users.remove(&user) {
+        for (user, slot) in self.users.iter_mut() {
+            if let Slot::Running {
+                supervisor,
+                last_active,
+            } = slot
+                && last_active.elapsed() >= timeout
+            {
                 // Drain, not stop: anything already queued is still answered.
-                let _ = active.supervisor.drain();
+                let _ = supervisor.drain();
                 metrics::counter!("larder_actor_passivations_total").increment(1);
-                tracing::debug!(%user, "passivated idle user");
+                tracing::debug!(%user, "passivating idle user");
+                *slot = Slot::Stopping {
+                    supervisor: supervisor.get_id(),
+                    waiters: Vec::new(),
+                };
             }
+        }
+    }
+
+    /// A user supervisor ended: passivated, or crashed. Either way its slot is freed, and
+    /// restarted at once if requests are waiting for it.
+    fn user_ended(
+        &mut self,
+        myself: &ActorRef<NodeMsg>,
+        id: ractor::ActorId,
+        failure: Option<String>,
+    ) {
+        let Some(user) = self.users.iter().find_map(|(u, slot)| match slot {
+            Slot::Running { supervisor, .. } if supervisor.get_id() == id => Some(*u),
+            Slot::Stopping { supervisor, .. } if *supervisor == id => Some(*u),
+            _ => None,
+        }) else {
+            return;
+        };
+        match self.users.remove(&user) {
+            Some(Slot::Stopping { waiters, .. }) if !waiters.is_empty() => {
+                self.users.insert(user, Slot::Starting { waiters });
+                self.start_user(myself, user);
+            }
+            Some(Slot::Running { .. }) => {
+                let error = failure.unwrap_or_else(|| "stopped unexpectedly".to_owned());
+                self.roster
+                    .failed(&ActorKey::user(ActorKind::User, user), &error);
+                self.roster.stopped(&ActorKey::user(ActorKind::User, user));
+                metrics::counter!("larder_actor_restarts_total", "kind" => "user").increment(1);
+                tracing::warn!(%user, error, "user supervisor failed; it will be reactivated on next use");
+            }
+            _ => {}
         }
     }
 }
@@ -211,10 +305,8 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         state.roster.handled(&NODE_KEY);
         match msg {
-            NodeMsg::Activate(user, reply) => {
-                let result = state.activate(&myself, user).await;
-                let _ = reply.send(result);
-            }
+            NodeMsg::Activate(user, reply) => state.activate(&myself, user, reply),
+            NodeMsg::Started(user, result) => state.started(user, result),
             NodeMsg::Accounts(reply) => match &state.accounts {
                 Some(a) => {
                     let _ = reply.send(a.clone());
@@ -253,23 +345,7 @@ impl Actor for NodeSupervisor {
             state.schedule_accounts_restart(&myself, &error);
             return Ok(());
         }
-        // A user supervisor ended: passivated (already removed) or crashed (remove it so the next
-        // request activates a fresh one, which reloads its state).
-        let crashed = state
-            .users
-            .iter()
-            .find(|(_, a)| a.supervisor.get_id() == id)
-            .map(|(u, _)| *u);
-        if let Some(user) = crashed {
-            state.users.remove(&user);
-            let error = failure.unwrap_or_else(|| "stopped unexpectedly".to_owned());
-            state
-                .roster
-                .failed(&ActorKey::user(ActorKind::User, user), &error);
-            state.roster.stopped(&ActorKey::user(ActorKind::User, user));
-            metrics::counter!("larder_actor_restarts_total", "kind" => "user").increment(1);
-            tracing::warn!(%user, error, "user supervisor failed; it will be reactivated on next use");
-        }
+        state.user_ended(&myself, id, failure);
         Ok(())
     }
 }

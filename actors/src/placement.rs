@@ -4,10 +4,11 @@
 //! every request. The home node of a user is a rendezvous hash over live members; with one node
 //! that is always this node, and the same code path serves both. Calls made through
 //! [`Placement::library`] / [`Placement::accounts`] retry when the target was passivated or
-//! restarted between lookup and delivery, so every message sent through them must be idempotent
-//! (saves carry their id, deletes of missing records succeed).
+//! restarted between lookup and delivery, but only messages that were never delivered: a
+//! message that reached its actor is never sent twice.
 
 use std::future::Future;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -19,14 +20,26 @@ use crate::library::LibraryMsg;
 use crate::node::NodeMsg;
 use crate::roster::{ActorInfo, Roster};
 use crate::user::{UserHandles, UserMsg};
+use crate::vault::VaultMsg;
 
 /// Why a call to an actor did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActorError {
     #[error("the service is temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The message was delivered but no answer came back (the actor crashed or stopped while
+    /// handling it): it may or may not have taken effect, so it is not retried.
+    #[error("the service stopped while handling the request; it may or may not have been applied")]
+    Interrupted,
     #[error("the service did not answer in time")]
     Timeout,
+}
+
+/// One delivery attempt: either an outcome, or a message that never reached its target (so
+/// sending it again cannot apply it twice).
+enum Attempt<R> {
+    Done(Result<R, ActorError>),
+    Undelivered(String),
 }
 
 /// Cheap to clone; one per edge.
@@ -35,6 +48,8 @@ pub struct Placement {
     root: ActorRef<NodeMsg>,
     roster: Roster,
     call_timeout: Duration,
+    /// The Accounts actor, asked of the root only when it is unknown or went away.
+    accounts: Arc<RwLock<Option<ActorRef<AccountsMsg>>>>,
 }
 
 /// How many times a call is re-resolved and re-sent after its target went away.
@@ -50,6 +65,7 @@ impl Placement {
             root,
             roster,
             call_timeout,
+            accounts: Arc::default(),
         }
     }
 
@@ -68,8 +84,26 @@ impl Placement {
         user: UserId,
         build: impl Fn(RpcReplyPort<R>) -> LibraryMsg,
     ) -> Result<R, ActorError> {
-        self.call_with_retry(|| async move { Ok(self.user(user).await?.library) }, build)
-            .await
+        self.call_with_retry(
+            || async move { Ok(self.user(user).await?.library) },
+            || {},
+            build,
+        )
+        .await
+    }
+
+    /// Calls the user's Vault, re-resolving it if it was passivated or restarted meanwhile.
+    pub async fn vault<R: Send + 'static>(
+        &self,
+        user: UserId,
+        build: impl Fn(RpcReplyPort<R>) -> VaultMsg,
+    ) -> Result<R, ActorError> {
+        self.call_with_retry(
+            || async move { Ok(self.user(user).await?.vault) },
+            || {},
+            build,
+        )
+        .await
     }
 
     /// Calls the node-global Accounts actor, waiting out a restart.
@@ -77,38 +111,61 @@ impl Placement {
         &self,
         build: impl Fn(RpcReplyPort<R>) -> AccountsMsg,
     ) -> Result<R, ActorError> {
-        self.call_with_retry(|| self.ask(&self.root, NodeMsg::Accounts), build)
-            .await
+        let resolve = || async move {
+            let cached = self
+                .accounts
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            match cached {
+                Some(a) => Ok(a),
+                None => {
+                    let a = self.ask(&self.root, NodeMsg::Accounts).await?;
+                    *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Some(a.clone());
+                    Ok(a)
+                }
+            }
+        };
+        let forget = || {
+            *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = None;
+        };
+        self.call_with_retry(resolve, forget, build).await
     }
 
-    /// Resolves the target and calls it; when the target went away before answering (it was
-    /// passivated, or crashed and is being restarted), resolves it again and retries.
+    /// Resolves the target and calls it. Only a message that was never delivered (its target
+    /// had been passivated or had crashed) is sent again, after resolving the target afresh
+    /// (`forget` drops any cached handle first); a delivered message is never repeated.
     async fn call_with_retry<M: Message, R: Send + 'static, Resolved>(
         &self,
         resolve: impl Fn() -> Resolved,
+        forget: impl Fn(),
         build: impl Fn(RpcReplyPort<R>) -> M,
     ) -> Result<R, ActorError>
     where
         Resolved: Future<Output = Result<ActorRef<M>, ActorError>>,
     {
-        let mut last = ActorError::Unavailable("no attempt made".into());
+        let mut last = String::from("no attempt made");
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
             }
             let target = match resolve().await {
                 Ok(t) => t,
-                Err(e) => {
+                Err(ActorError::Unavailable(e)) => {
                     last = e;
                     continue;
                 }
+                Err(other) => return Err(other),
             };
-            match self.ask(&target, &build).await {
-                Err(ActorError::Unavailable(e)) => last = ActorError::Unavailable(e),
-                other => return other,
+            match self.attempt(&target, &build).await {
+                Attempt::Done(result) => return result,
+                Attempt::Undelivered(e) => {
+                    forget();
+                    last = e;
+                }
             }
         }
-        Err(last)
+        Err(ActorError::Unavailable(last))
     }
 
     /// Sends a fault-injection panic to the user's Library (operator action and tests).
@@ -133,18 +190,27 @@ impl Placement {
         self.roster.snapshot()
     }
 
+    async fn attempt<M: Message, R: Send + 'static>(
+        &self,
+        target: &ActorRef<M>,
+        build: impl FnOnce(RpcReplyPort<R>) -> M,
+    ) -> Attempt<R> {
+        match target.call(build, Some(self.call_timeout)).await {
+            Ok(CallResult::Success(r)) => Attempt::Done(Ok(r)),
+            Ok(CallResult::Timeout) => Attempt::Done(Err(ActorError::Timeout)),
+            Ok(CallResult::SenderError) => Attempt::Done(Err(ActorError::Interrupted)),
+            Err(e) => Attempt::Undelivered(e.to_string()),
+        }
+    }
+
     async fn ask<M: Message, R: Send + 'static>(
         &self,
         target: &ActorRef<M>,
         build: impl FnOnce(RpcReplyPort<R>) -> M,
     ) -> Result<R, ActorError> {
-        match target.call(build, Some(self.call_timeout)).await {
-            Ok(CallResult::Success(r)) => Ok(r),
-            Ok(CallResult::Timeout) => Err(ActorError::Timeout),
-            Ok(CallResult::SenderError) => Err(ActorError::Unavailable(
-                "the actor stopped before answering".into(),
-            )),
-            Err(e) => Err(ActorError::Unavailable(e.to_string())),
+        match self.attempt(target, build).await {
+            Attempt::Done(result) => result,
+            Attempt::Undelivered(e) => Err(ActorError::Unavailable(e)),
         }
     }
 }

@@ -19,6 +19,7 @@ pub enum ActorKind {
     Accounts,
     User,
     Library,
+    Vault,
 }
 
 impl ActorKind {
@@ -28,6 +29,7 @@ impl ActorKind {
             ActorKind::Accounts => "accounts",
             ActorKind::User => "user",
             ActorKind::Library => "library",
+            ActorKind::Vault => "vault",
         }
     }
 }

@@ -3,9 +3,12 @@
 //! A *virtual* actor: the node spawns it on first use and drains it after an idle timeout; its
 //! children reload their state from the store, so activation is invisible to callers. It restarts
 //! a failed child with back-off and, while the child is down, holds requests for handles until
-//! the child is back. Catalog, Session and Scheduler join [`UserHandles`] in later issues.
+//! the child is back. Its children today: `Library` and `Vault`; Catalog, Session and
+//! Scheduler join [`UserHandles`] in later issues.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use ractor_cluster::RactorMessage;
 
 use crate::UserId;
@@ -13,6 +16,7 @@ use crate::library::{Library, LibraryArgs, LibraryMsg};
 use crate::roster::{ActorKey, ActorKind, Roster};
 use crate::store::{Owner, Store};
 use crate::supervision::{Backoff, RestartPolicy};
+use crate::vault::{SharedKeyring, Vault, VaultArgs, VaultMsg};
 
 /// The user's actors, as the edge reaches them. Obtained from [`Placement`](crate::Placement);
 /// never cached across requests (an idle user's actors are passivated).
@@ -20,6 +24,7 @@ use crate::supervision::{Backoff, RestartPolicy};
 pub struct UserHandles {
     pub user: UserId,
     pub library: ActorRef<LibraryMsg>,
+    pub vault: ActorRef<VaultMsg>,
 }
 
 /// Messages to a [`UserSupervisor`]. Node-local: remote edges reach the children directly.
@@ -27,9 +32,12 @@ pub struct UserHandles {
 pub enum UserMsg {
     /// The user's children, once all are running.
     Handles(RpcReplyPort<UserHandles>),
-    /// Internal: the back-off after a library failure has elapsed.
-    RestartLibrary,
+    /// Internal: the back-off after a child's failure has elapsed.
+    Restart(ActorKind),
 }
+
+/// The kinds of child every user tree has, in start order.
+const CHILDREN: [ActorKind; 2] = [ActorKind::Library, ActorKind::Vault];
 
 pub struct UserSupervisor;
 
@@ -38,6 +46,7 @@ pub struct UserArgs {
     pub store: Store,
     pub roster: Roster,
     pub restart: RestartPolicy,
+    pub keyring: SharedKeyring,
 }
 
 pub struct UserState {
@@ -45,40 +54,101 @@ pub struct UserState {
     key: ActorKey,
     store: Store,
     roster: Roster,
+    keyring: SharedKeyring,
     library: Option<ActorRef<LibraryMsg>>,
-    library_backoff: Backoff,
+    vault: Option<ActorRef<VaultMsg>>,
+    backoff: HashMap<ActorKind, Backoff>,
     waiting: Vec<RpcReplyPort<UserHandles>>,
 }
 
 impl UserState {
-    async fn spawn_library(
+    fn handles(&self) -> Option<UserHandles> {
+        Some(UserHandles {
+            user: self.user,
+            library: self.library.clone()?,
+            vault: self.vault.clone()?,
+        })
+    }
+
+    async fn spawn_child(
         &mut self,
         myself: &ActorRef<UserMsg>,
+        kind: ActorKind,
     ) -> Result<(), ActorProcessingErr> {
-        let args = LibraryArgs {
-            user: self.user,
-            partition: self.store.partition("library", &Owner::User(self.user)),
-            roster: self.roster.clone(),
-        };
-        let (library, _) = Actor::spawn_linked(None, Library, args, myself.get_cell()).await?;
-        self.library_backoff.started();
-        self.library = Some(library.clone());
-        for reply in self.waiting.drain(..) {
-            let _ = reply.send(UserHandles {
-                user: self.user,
-                library: library.clone(),
-            });
+        let owner = Owner::User(self.user);
+        let supervisor = myself.get_cell();
+        match kind {
+            ActorKind::Library => {
+                let args = LibraryArgs {
+                    user: self.user,
+                    partition: self.store.partition("library", &owner),
+                    roster: self.roster.clone(),
+                };
+                self.library = Some(
+                    Actor::spawn_linked(None, Library, args, supervisor)
+                        .await?
+                        .0,
+                );
+            }
+            ActorKind::Vault => {
+                let args = VaultArgs {
+                    user: self.user,
+                    partition: self.store.partition("vault", &owner),
+                    roster: self.roster.clone(),
+                    keyring: self.keyring.clone(),
+                };
+                self.vault = Some(Actor::spawn_linked(None, Vault, args, supervisor).await?.0);
+            }
+            other => unreachable!("{other:?} is not a child of a user's tree"),
+        }
+        if let Some(b) = self.backoff.get_mut(&kind) {
+            b.started();
+        }
+        if let Some(handles) = self.handles() {
+            for reply in self.waiting.drain(..) {
+                let _ = reply.send(handles.clone());
+            }
         }
         Ok(())
     }
 
-    fn schedule_library_restart(&mut self, myself: &ActorRef<UserMsg>, error: &str) {
-        let key = ActorKey::user(ActorKind::Library, self.user);
-        self.roster.failed(&key, error);
-        metrics::counter!("larder_actor_restarts_total", "kind" => "library").increment(1);
-        let delay = self.library_backoff.next_delay();
-        tracing::warn!(user = %self.user, error, ?delay, "library actor failed; restarting");
-        myself.send_after(delay, || UserMsg::RestartLibrary);
+    /// Which child, if any, `cell` is.
+    fn child_kind(&self, cell: &ActorCell) -> Option<ActorKind> {
+        let id = cell.get_id();
+        if self.library.as_ref().is_some_and(|a| a.get_id() == id) {
+            Some(ActorKind::Library)
+        } else if self.vault.as_ref().is_some_and(|a| a.get_id() == id) {
+            Some(ActorKind::Vault)
+        } else {
+            None
+        }
+    }
+
+    fn forget(&mut self, kind: ActorKind) {
+        match kind {
+            ActorKind::Library => self.library = None,
+            ActorKind::Vault => self.vault = None,
+            _ => {}
+        }
+    }
+
+    fn is_running(&self, kind: ActorKind) -> bool {
+        match kind {
+            ActorKind::Library => self.library.is_some(),
+            ActorKind::Vault => self.vault.is_some(),
+            _ => true,
+        }
+    }
+
+    fn schedule_restart(&mut self, myself: &ActorRef<UserMsg>, kind: ActorKind, error: &str) {
+        self.roster.failed(&ActorKey::user(kind, self.user), error);
+        metrics::counter!("larder_actor_restarts_total", "kind" => kind.as_str()).increment(1);
+        let delay = self
+            .backoff
+            .get_mut(&kind)
+            .map_or(std::time::Duration::ZERO, Backoff::next_delay);
+        tracing::warn!(user = %self.user, kind = kind.as_str(), error, ?delay, "actor failed; restarting");
+        myself.send_after(delay, move || UserMsg::Restart(kind));
     }
 }
 
@@ -98,11 +168,18 @@ impl Actor for UserSupervisor {
             key,
             store: args.store,
             roster: args.roster,
+            keyring: args.keyring,
             library: None,
-            library_backoff: Backoff::new(args.restart),
+            vault: None,
+            backoff: CHILDREN
+                .iter()
+                .map(|k| (*k, Backoff::new(args.restart)))
+                .collect(),
             waiting: Vec::new(),
         };
-        state.spawn_library(&myself).await?;
+        for kind in CHILDREN {
+            state.spawn_child(&myself, kind).await?;
+        }
         state.roster.started(key);
         Ok(state)
     }
@@ -128,20 +205,17 @@ impl Actor for UserSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         state.roster.handled(&state.key);
         match msg {
-            UserMsg::Handles(reply) => match &state.library {
-                Some(library) => {
-                    let _ = reply.send(UserHandles {
-                        user: state.user,
-                        library: library.clone(),
-                    });
+            UserMsg::Handles(reply) => match state.handles() {
+                Some(handles) => {
+                    let _ = reply.send(handles);
                 }
                 None => state.waiting.push(reply),
             },
-            UserMsg::RestartLibrary => {
-                if state.library.is_none()
-                    && let Err(e) = state.spawn_library(&myself).await
+            UserMsg::Restart(kind) => {
+                if !state.is_running(kind)
+                    && let Err(e) = state.spawn_child(&myself, kind).await
                 {
-                    state.schedule_library_restart(&myself, &format!("restart failed: {e}"));
+                    state.schedule_restart(&myself, kind, &format!("restart failed: {e}"));
                 }
             }
         }
@@ -154,25 +228,20 @@ impl Actor for UserSupervisor {
         evt: SupervisionEvent,
         state: &mut UserState,
     ) -> Result<(), ActorProcessingErr> {
-        let is_library = |cell: &ractor::ActorCell| {
-            state
-                .library
-                .as_ref()
-                .is_some_and(|l| l.get_id() == cell.get_id())
-        };
-        let failure = match &evt {
-            SupervisionEvent::ActorFailed(cell, err) if is_library(cell) => Some(err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) if is_library(cell) => {
-                Some(format!(
+        let (cell, error) = match &evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell,
+                format!(
                     "stopped unexpectedly: {}",
                     reason.as_deref().unwrap_or("no reason")
-                ))
-            }
-            _ => None,
+                ),
+            ),
+            _ => return Ok(()),
         };
-        if let Some(error) = failure {
-            state.library = None;
-            state.schedule_library_restart(&myself, &error);
+        if let Some(kind) = state.child_kind(cell) {
+            state.forget(kind);
+            state.schedule_restart(&myself, kind, &error);
         }
         Ok(())
     }

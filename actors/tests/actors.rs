@@ -346,3 +346,182 @@ async fn login_tokens_work_once_and_sessions_survive_restarts() {
     );
     node.shutdown().await.unwrap();
 }
+
+mod vault {
+    use std::collections::BTreeMap;
+
+    use larder_actors::vault::{PutRecord, RecordKind, VaultError, VaultMsg};
+
+    use super::*;
+
+    fn backend(name: &str, secret: Option<&str>) -> PutRecord {
+        PutRecord {
+            id: None,
+            kind: RecordKind::Backend,
+            name: name.into(),
+            settings: BTreeMap::from([("bucket".to_owned(), "b1".to_owned())]),
+            secrets: BTreeMap::from([("secret_access_key".to_owned(), secret.map(str::to_owned))]),
+        }
+    }
+
+    #[tokio::test]
+    async fn secrets_are_write_only_and_kept_when_left_blank() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = start(dir.path(), config()).await;
+        let p = node.placement();
+        let user = UserId::new();
+        let created = p
+            .vault(user, |r| {
+                VaultMsg::Put(backend("r2-main", Some("s3cr3t")), r)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(created.secret_names, ["secret_access_key"]);
+        let listed = p
+            .vault(user, |r| VaultMsg::List(RecordKind::Backend, r))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            format!("{listed:?}").contains("s3cr3t"),
+            false,
+            "listings never carry secrets"
+        );
+
+        // Update with the secret left blank: settings change, the secret stays.
+        let mut update = backend("r2-main", None);
+        update.id = Some(created.id);
+        update.settings.insert("bucket".into(), "b2".into());
+        p.vault(user, |r| VaultMsg::Put(update.clone(), r))
+            .await
+            .unwrap()
+            .unwrap();
+        let resolved = p
+            .vault(user, |r| {
+                VaultMsg::Resolve(RecordKind::Backend, "r2-main".into(), r)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resolved.body.settings["bucket"], "b2");
+        assert_eq!(resolved.body.secrets["secret_access_key"], "s3cr3t");
+        // By id too.
+        let by_id = p
+            .vault(user, |r| {
+                VaultMsg::Resolve(RecordKind::Backend, created.id.to_string(), r)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_id.name, "r2-main");
+
+        let dup = p
+            .vault(user, |r| VaultMsg::Put(backend("r2-main", Some("x")), r))
+            .await
+            .unwrap();
+        assert!(matches!(dup, Err(VaultError::NameTaken { .. })));
+        let bad = p
+            .vault(user, |r| VaultMsg::Put(backend("Bad_Name", Some("x")), r))
+            .await
+            .unwrap();
+        assert!(matches!(bad, Err(VaultError::Invalid(_))));
+        // Another user sees nothing of it.
+        let other = UserId::new();
+        let theirs = p
+            .vault(other, |r| {
+                VaultMsg::Resolve(RecordKind::Backend, "r2-main".into(), r)
+            })
+            .await
+            .unwrap();
+        assert!(matches!(theirs, Err(VaultError::NotFound(_))));
+        node.shutdown().await.unwrap();
+
+        // On disk: no plaintext secret anywhere in the database.
+        let mut found = false;
+        for entry in walk(dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap();
+            found |= bytes.windows(6).any(|w| w == b"s3cr3t");
+        }
+        assert!(!found, "the secret is on disk in clear");
+    }
+
+    #[tokio::test]
+    async fn reseal_moves_every_record_to_the_current_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config();
+        let keyring = cfg.keyring.clone();
+        let node = start(dir.path(), cfg).await;
+        let p = node.placement();
+        let user = UserId::new();
+        for name in ["aaa", "bbb"] {
+            p.vault(user, |r| VaultMsg::Put(backend(name, Some("k")), r))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        keyring.write().unwrap().rotate();
+        assert_eq!(p.vault(user, VaultMsg::Reseal).await.unwrap().unwrap(), 2);
+        assert_eq!(
+            p.vault(user, VaultMsg::Reseal).await.unwrap().unwrap(),
+            0,
+            "idempotent"
+        );
+        let r = p
+            .vault(user, |r| {
+                VaultMsg::Resolve(RecordKind::Backend, "bbb".into(), r)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.body.secrets["secret_access_key"], "k");
+        node.shutdown().await.unwrap();
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_a_passivation_never_see_two_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(
+        dir.path(),
+        NodeConfig {
+            idle_timeout: Duration::from_millis(100),
+            ..config()
+        },
+    )
+    .await;
+    let p = node.placement();
+    let user = UserId::new();
+    let mut acknowledged = 0;
+    for round in 0..8 {
+        // A burst of saves, some still queued when the sweep drains the tree...
+        let saves = (0..150).map(|i| {
+            let p = p.clone();
+            let q = save(&format!("r{round}-{i}"), "SELECT 1");
+            async move { p.library(user, |r| LibraryMsg::Save(q.clone(), r)).await }
+        });
+        let results = futures::future::join_all(saves).await;
+        acknowledged += results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        // ...and a read that may arrive while it is stopping: it must see every save.
+        let listed = p.library(user, LibraryMsg::List).await.unwrap().len();
+        assert_eq!(
+            listed, acknowledged,
+            "round {round}: a second, stale tree answered"
+        );
+        tokio::time::sleep(Duration::from_millis(90 + 10 * round)).await;
+    }
+    node.shutdown().await.unwrap();
+}

@@ -6,6 +6,8 @@
 //! Authentication today: the browser session cookie, with `X-CSRF-Token` on state-changing
 //! requests. Bearer tokens join with the identity issue.
 
+mod storage;
+
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -40,6 +42,7 @@ use super::error::ApiError;
         (name = "account", description = "Who you are"),
         (name = "saved-queries", description = "SQL you kept"),
         (name = "preferences", description = "How the query page behaves for you"),
+        (name = "storage", description = "Your storage backends and S3 proxy credentials"),
     )
 )]
 struct ApiDoc;
@@ -71,6 +74,8 @@ pub fn router() -> Router<AppState> {
             delete_saved_query
         ))
         .routes(routes!(get_preferences, set_preferences))
+        .routes(routes!(storage::list_backends))
+        .routes(routes!(storage::mint_proxy_credentials))
         .split_for_parts();
     let doc = Arc::new(doc);
     router.route(

@@ -4,7 +4,14 @@
 //! CSRF: every page carries `<meta name="csrf-token">` (and htmx sends it as `X-CSRF-Token` on
 //! every request); [`csrf_guard`] refuses any state-changing request made with a session cookie
 //! whose header does not match that session's token. Cookies are also `SameSite=Lax`.
+//!
+//! Login links: `GET /login/{token}` only shows who the link signs in; the person confirms with
+//! a form that posts the token together with a nonce also set as a `SameSite=Strict` cookie.
 
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -68,6 +75,7 @@ impl FromRequestParts<AppState> for PageUser {
                 Err(res)
             }
             Ok(None) => Err(Redirect::to("/").into_response()),
+            Err(e) if is_htmx(&parts.headers) => Err(WebError::from(e).fragment().into_response()),
             Err(e) => Err(WebError::from(e).into_response()),
         }
     }
@@ -115,9 +123,15 @@ impl FromRequestParts<AppState> for ApiUser {
     }
 }
 
+/// Routes authenticated by something other than the session cookie, which ignore it: the S3
+/// proxy (SigV4) and the sign-in form (its own double-submit nonce).
+fn uses_session(path: &str) -> bool {
+    !(path == "/login" || path == "/s3" || path.starts_with("/s3/"))
+}
+
 /// Refuses state-changing requests that carry a session cookie but not its CSRF token.
 pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method().is_safe() {
+    if req.method().is_safe() || !uses_session(req.uri().path()) {
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
@@ -154,42 +168,31 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     next.run(Request::from_parts(parts, body)).await
 }
 
-/// `GET /login/{token}`: burns a one-time login token and opens a session.
-pub async fn login(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    jar: CookieJar,
-) -> Response {
-    let redeemed = state
-        .placement
-        .accounts(|r| AccountsMsg::RedeemLoginToken(token.clone(), r))
-        .await;
-    let mut res = match redeemed {
-        Ok(Ok(new)) => {
-            tracing::info!(user = %new.session.user.name, "signed in with a login link");
-            let max_age =
-                time::Duration::milliseconds(new.session.expires_at - new.session.created_at);
-            let cookie = Cookie::build((SESSION_COOKIE, new.token))
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Lax)
-                .secure(state.secure_cookies())
-                .max_age(max_age)
-                .build();
-            (jar.add(cookie), Redirect::to("/query")).into_response()
-        }
-        Ok(Err(AccountsError::InvalidLoginToken)) => WebError::new(
-            StatusCode::FORBIDDEN,
-            "This login link is not valid: it was already used, has expired, or never existed. \
-             Run `larder login-link` on the server for a fresh one.",
-        )
-        .into_response(),
-        Ok(Err(e)) => {
-            WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
-        }
-        Err(e) => WebError::from(e).into_response(),
-    };
-    // The token is in the URL: keep it out of caches and referrers.
+/// The pre-login cookie: a nonce the confirmation form must echo (double submit), so no other
+/// site can post a login for its own account from this browser (login CSRF).
+const LOGIN_NONCE_COOKIE: &str = "larder_login";
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login_confirm.html")]
+struct LoginConfirm {
+    frame: super::pages::Frame,
+    token: String,
+    nonce: String,
+    user: String,
+    current: Option<String>,
+}
+
+fn invalid_link() -> Response {
+    WebError::new(
+        StatusCode::FORBIDDEN,
+        "This login link is not valid: it was already used, has expired, or never existed. \
+         Run `larder login-link` on the server for a fresh one.",
+    )
+    .into_response()
+}
+
+/// The token is in the URL: keep it out of caches and referrers.
+fn private(mut res: Response) -> Response {
     let headers = res.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -197,6 +200,117 @@ pub async fn login(
         HeaderValue::from_static("no-referrer"),
     );
     res
+}
+
+/// `GET /login/{token}`: asks the person to confirm. Opening the link changes nothing, so link
+/// previews and scanners cannot use it up, and nobody is signed in as someone else unawares.
+pub async fn login_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    jar: CookieJar,
+    parts: Parts,
+) -> Response {
+    let mut parts = parts;
+    let user = match state
+        .placement
+        .accounts(|r| AccountsMsg::PeekLoginToken(token.clone(), r))
+        .await
+    {
+        Ok(Some(user)) => user,
+        Ok(None) => return private(invalid_link()),
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    let current = session_of(&mut parts, &state)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.user.name);
+    let nonce = new_nonce();
+    let cookie = Cookie::build((LOGIN_NONCE_COOKIE, nonce.clone()))
+        .path("/login")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.secure_cookies())
+        .max_age(time::Duration::minutes(30))
+        .build();
+    let page = LoginConfirm {
+        frame: super::pages::Frame::anonymous(&state),
+        token,
+        nonce,
+        user: user.name,
+        current,
+    };
+    private((jar.add(cookie), page).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LoginForm {
+    token: String,
+    nonce: String,
+}
+
+/// `POST /login`: burns the one-time token and opens a session (replacing any other).
+pub async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return WebError::new(StatusCode::BAD_REQUEST, "The sign-in form was incomplete.")
+            .into_response();
+    };
+    let expected = jar
+        .get(LOGIN_NONCE_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if expected.is_empty() || !bool::from(expected.as_bytes().ct_eq(form.nonce.as_bytes())) {
+        return WebError::new(
+            StatusCode::FORBIDDEN,
+            "This sign-in did not come from Larder's own confirmation page. Open your login link again.",
+        )
+        .into_response();
+    }
+    let token = form.token;
+    let redeemed = state
+        .placement
+        .accounts(|r| AccountsMsg::RedeemLoginToken(token.clone(), r))
+        .await;
+    let new = match redeemed {
+        Ok(Ok(new)) => new,
+        Ok(Err(AccountsError::InvalidLoginToken)) => return private(invalid_link()),
+        Ok(Err(e)) => {
+            return WebError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+        Err(e) => return WebError::from(e).into_response(),
+    };
+    // A browser holds one session: end the one it had.
+    if let Some(old) = jar.get(SESSION_COOKIE) {
+        let old = old.value().to_owned();
+        let _ = state
+            .placement
+            .accounts(|r| AccountsMsg::EndSession(old.clone(), r))
+            .await;
+    }
+    tracing::info!(user = %new.session.user.name, "signed in with a login link");
+    let max_age = time::Duration::milliseconds(new.session.expires_at - new.session.created_at);
+    let cookie = Cookie::build((SESSION_COOKIE, new.token))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.secure_cookies())
+        .max_age(max_age)
+        .build();
+    let jar = jar
+        .add(cookie)
+        .remove(Cookie::build(LOGIN_NONCE_COOKIE).path("/login"));
+    private((jar, Redirect::to("/query")).into_response())
+}
+
+fn new_nonce() -> String {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 24];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// `POST /logout`: ends the session and clears the cookie.

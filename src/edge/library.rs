@@ -158,7 +158,7 @@ pub async fn save(
 }
 
 /// `GET /queries/{id}/open`: binds the save form to the query and tells the island (through
-/// the `larder:open-query` event) to put its SQL in the editor.
+/// the `larder:open-query` event, which names the query) to load its SQL into the editor.
 pub async fn open(
     State(state): State<AppState>,
     PageUser(session): PageUser,
@@ -173,8 +173,9 @@ pub async fn open(
         .ok_or_else(|| {
             WebError::new(StatusCode::NOT_FOUND, "This saved query no longer exists.").fragment()
         })?;
+    // The island fetches the SQL itself: a header is no place for up to 100 KB of text.
     let event = serde_json::json!({
-        "larder:open-query": { "id": query.id, "name": query.name, "sql": query.sql }
+        "larder:open-query": { "id": query.id, "name": query.name }
     });
     let mut res = SaveFormFragment {
         form: SaveForm {

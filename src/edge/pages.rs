@@ -31,7 +31,7 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn anonymous(state: &AppState) -> Frame {
+    pub fn anonymous(state: &AppState) -> Frame {
         Frame {
             user: None,
             csrf: String::new(),
@@ -304,4 +304,14 @@ pub async fn not_found(uri: axum::http::Uri) -> Response {
         .into_response();
     }
     WebError::new(StatusCode::NOT_FOUND, "There is nothing at this address.").into_response()
+}
+
+/// A known path asked with a method it does not support.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let message = format!("{method} is not supported on {}", uri.path());
+    if uri.path().starts_with("/api/") {
+        return super::error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+            .into_response();
+    }
+    WebError::new(StatusCode::METHOD_NOT_ALLOWED, message).into_response()
 }

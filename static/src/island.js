@@ -425,10 +425,16 @@ function mountAll() {
   }
 }
 
-// Saved queries open through an HX-Trigger response header: {"larder:open-query": {id, name, sql}}.
-document.addEventListener('larder:open-query', (e) => {
-  const sql = e.detail?.sql;
-  if (typeof sql !== 'string') return;
+// Saved queries open through an HX-Trigger response header: {"larder:open-query": {id, name}}.
+// The SQL itself is fetched from the JSON API (it can be far too large for a header).
+let openRequest = 0;
+document.addEventListener('larder:open-query', async (e) => {
+  const id = e.detail?.id;
+  if (typeof id !== 'string') return;
+  const ticket = ++openRequest;
+  const res = await fetch(`/api/saved-queries/${encodeURIComponent(id)}`, { headers: { Accept: 'application/json' } });
+  if (!res.ok || ticket !== openRequest) return; // a later open won
+  const { sql } = await res.json();
   const editor = document.getElementById('sql-editor');
   if (!editor) {
     pendingSql = sql;

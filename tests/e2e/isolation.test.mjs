@@ -37,7 +37,7 @@ describe('isolation between users', { timeout: 90_000 }, () => {
 
   it('owner signs in and saves a query', async () => {
     await owner.page.goto(larder.loginUrl);
-    assert.equal(owner.page.url(), `${larder.origin}/query`);
+    await Promise.all([owner.page.waitForURL(`${larder.origin}/query`), owner.page.click('#confirm-login')]);
     assert.equal(await owner.page.textContent('#signed-in-as'), 'owner');
     await duckdbReady(owner.page);
     await owner.page.fill('#sql-editor', OWNER_SQL);
@@ -58,7 +58,8 @@ describe('isolation between users', { timeout: 90_000 }, () => {
     const link = await larder.loginLink('bob');
     assert.notEqual(link, larder.loginUrl);
     await bob.page.goto(link);
-    assert.equal(bob.page.url(), `${larder.origin}/query`);
+    assert.equal(await bob.page.textContent('#login-user'), 'bob');
+    await Promise.all([bob.page.waitForURL(`${larder.origin}/query`), bob.page.click('#confirm-login')]);
     assert.equal(await bob.page.textContent('#signed-in-as'), 'bob');
     await duckdbReady(bob.page);
 

@@ -79,6 +79,7 @@ export async function startLarder() {
     HOME: process.env.HOME ?? tmpDir,
     LARDER_DATA_DIR: dataDir,
     LARDER_HTTP__ADDR: '127.0.0.1:0',
+    LARDER_S3__ADDR: '127.0.0.1:0',
     LARDER_HTTP__SHUTDOWN_GRACE: '3s',
   };
   const logFd = fs.openSync(logFile, 'a');

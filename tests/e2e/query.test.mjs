@@ -93,6 +93,10 @@ describe('query page', { timeout: 90_000 }, () => {
   it('signs in with the one-time link and lands on the query page', async () => {
     const res = await page.goto(larder.loginUrl);
     assert.equal(res.status(), 200);
+    // Opening the link only asks for confirmation: nothing is signed in yet.
+    assert.equal(await page.textContent('#login-user'), 'owner');
+    assert.equal((await context.cookies()).find((c) => c.name === 'larder_session'), undefined);
+    await Promise.all([page.waitForURL(`${larder.origin}/query`), page.click('#confirm-login')]);
     assert.equal(page.url(), `${larder.origin}/query`);
     const cookie = (await context.cookies()).find((c) => c.name === 'larder_session');
     assert.ok(cookie, 'a session cookie was set');

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::common::{Larder, Session, csrf_of};
 
 #[tokio::test]
-async fn a_login_link_works_once() {
+async fn a_login_link_works_once_and_only_when_confirmed() {
     let larder = Larder::start().await;
     let url = larder.startup_login_url();
     let meta = std::fs::metadata(larder.data_dir().join("login-url")).unwrap();
@@ -14,6 +14,35 @@ async fn a_login_link_works_once() {
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
         0o600
     );
+
+    // Link scanners and previews (HEAD, GET) see a confirmation page and use nothing up.
+    let scanner = Session::client();
+    assert_eq!(scanner.head(&url).send().await.unwrap().status(), 200);
+    let page = scanner.get(&url).send().await.unwrap();
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(page.text().await.unwrap().contains("Sign in as owner"));
+    assert_eq!(
+        scanner
+            .get(format!("{}/api/me", larder.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // A sign-in posted without the confirmation page's nonce (another site's form) is refused.
+    let forged = Session::client()
+        .post(format!("{}/login", larder.base))
+        .form(&[
+            ("token", url.rsplit('/').next().unwrap()),
+            ("nonce", "guess"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
 
     let session = larder.sign_in(&url).await;
     let me: serde_json::Value = session.get("/api/me").await.json().await.unwrap();
@@ -40,6 +69,30 @@ async fn a_login_link_works_once() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+}
+
+#[tokio::test]
+async fn signing_in_as_someone_else_replaces_the_session_and_says_so() {
+    let larder = Larder::start().await;
+    let owner = larder.sign_in(&larder.startup_login_url()).await;
+    let bob_link = larder.login_link("bob");
+    let page = owner
+        .client
+        .get(&bob_link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("You are signed in as <strong>owner</strong>"),
+        "{page}"
+    );
+    let res = crate::common::confirm_login(&owner.client, &larder.base, &bob_link).await;
+    assert_eq!(res.url().path(), "/query");
+    let me: serde_json::Value = owner.get("/api/me").await.json().await.unwrap();
+    assert_eq!(me["name"], "bob");
 }
 
 #[tokio::test]

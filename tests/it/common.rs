@@ -29,6 +29,7 @@ impl Larder {
         let mut vars: Vec<(String, String)> = vec![
             ("LARDER_DATA_DIR".into(), data_dir.display().to_string()),
             ("LARDER_HTTP__ADDR".into(), "127.0.0.1:0".into()),
+            ("LARDER_S3__ADDR".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "info,larder=debug".into()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -135,10 +136,10 @@ impl Larder {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    /// A browser-like client signed in through `login_url`.
+    /// A browser-like client signed in through `login_url`: opens the link, confirms.
     pub async fn sign_in(&self, login_url: &str) -> Session {
         let client = Session::client();
-        let res = client.get(login_url).send().await.unwrap();
+        let res = confirm_login(&client, &self.base, login_url).await;
         assert_eq!(res.status(), 200, "login should land on the query page");
         assert!(res.url().path() == "/query", "landed on {}", res.url());
         let html = res.text().await.unwrap();
@@ -187,6 +188,35 @@ impl Drop for Larder {
             let _ = child.wait();
         }
     }
+}
+
+/// Opens a login link in `client` and presses "Sign in" on the confirmation page.
+pub async fn confirm_login(
+    client: &reqwest::Client,
+    base: &str,
+    login_url: &str,
+) -> reqwest::Response {
+    let page = client.get(login_url).send().await.unwrap();
+    assert_eq!(
+        page.status(),
+        200,
+        "the login link shows a confirmation page"
+    );
+    let html = page.text().await.unwrap();
+    let field = |name: &str| {
+        let marker = format!(r#"name="{name}" value=""#);
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {name} field in:\n{html}"))
+            + marker.len();
+        html[start..].split('"').next().unwrap().to_owned()
+    };
+    client
+        .post(format!("{base}/login"))
+        .form(&[("token", field("token")), ("nonce", field("nonce"))])
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The page's CSRF token, from `<meta name="csrf-token" content="...">`.
