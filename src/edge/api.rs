@@ -6,7 +6,7 @@
 //! Authentication today: the browser session cookie, with `X-CSRF-Token` on state-changing
 //! requests. Bearer tokens join with the identity issue.
 
-mod storage;
+pub(crate) mod storage;
 
 use std::sync::Arc;
 
@@ -74,7 +74,13 @@ pub fn router() -> Router<AppState> {
             delete_saved_query
         ))
         .routes(routes!(get_preferences, set_preferences))
-        .routes(routes!(storage::list_backends))
+        .routes(routes!(storage::list_backends, storage::create_backend))
+        .routes(routes!(
+            storage::get_backend,
+            storage::update_backend,
+            storage::delete_backend
+        ))
+        .routes(routes!(storage::test_backend))
         .routes(routes!(storage::mint_proxy_credentials))
         .split_for_parts();
     let doc = Arc::new(doc);

@@ -50,14 +50,10 @@ pub enum S3Error {
         "The XML you provided was not well-formed or did not validate against our published schema: {0}"
     )]
     MalformedXml(String),
-    #[error("You must provide the Content-Length HTTP header.")]
-    MissingContentLength,
     #[error("{0}")]
     IncompleteBody(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("Your proposed upload exceeds the maximum allowed size")]
-    EntityTooLarge,
     #[error("The backend is unavailable: {0}")]
     ServiceUnavailable(String),
     #[error("We encountered an internal error. Please try again.")]
@@ -82,10 +78,8 @@ impl S3Error {
             S3Error::NotImplemented(_) => "NotImplemented",
             S3Error::InvalidPart(_) => "InvalidPart",
             S3Error::MalformedXml(_) => "MalformedXML",
-            S3Error::MissingContentLength => "MissingContentLength",
             S3Error::IncompleteBody(_) => "IncompleteBody",
             S3Error::Conflict(_) => "InvalidArgument",
-            S3Error::EntityTooLarge => "EntityTooLarge",
             S3Error::ServiceUnavailable(_) => "ServiceUnavailable",
             S3Error::Internal(_) => "InternalError",
         }
@@ -104,9 +98,7 @@ impl S3Error {
             S3Error::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             S3Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             S3Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            S3Error::MissingContentLength => StatusCode::LENGTH_REQUIRED,
             S3Error::Conflict(_) => StatusCode::CONFLICT,
-            S3Error::EntityTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             S3Error::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             S3Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             S3Error::WrongRegion { .. }

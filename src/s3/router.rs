@@ -86,27 +86,6 @@ impl Endpoint {
         )
     }
 
-    /// The bucket (backend name) addressed, if any.
-    pub fn bucket(&self) -> Option<&str> {
-        match self {
-            Endpoint::ListBuckets => None,
-            Endpoint::HeadBucket { bucket }
-            | Endpoint::GetBucketLocation { bucket }
-            | Endpoint::ListObjectsV2 { bucket }
-            | Endpoint::DeleteObjects { bucket }
-            | Endpoint::GetObject { bucket, .. }
-            | Endpoint::HeadObject { bucket, .. }
-            | Endpoint::PutObject { bucket, .. }
-            | Endpoint::CopyObject { bucket, .. }
-            | Endpoint::DeleteObject { bucket, .. }
-            | Endpoint::CreateMultipartUpload { bucket, .. }
-            | Endpoint::UploadPart { bucket, .. }
-            | Endpoint::CompleteMultipartUpload { bucket, .. }
-            | Endpoint::AbortMultipartUpload { bucket, .. }
-            | Endpoint::ListParts { bucket, .. } => Some(bucket),
-        }
-    }
-
     /// The object key addressed, if any.
     pub fn key(&self) -> Option<&str> {
         match self {

@@ -77,6 +77,9 @@ pub struct Registry {
     config: StorageConfig,
     placement: Placement,
     clients: Mutex<HashMap<ClientKey, Arc<S3Backend>>>,
+    /// One `local` backend per user: its per-key locks make conditional writes safe, so it
+    /// must be shared, not rebuilt per request.
+    locals: Mutex<HashMap<UserId, Arc<LocalBackend>>>,
 }
 
 impl Registry {
@@ -86,6 +89,7 @@ impl Registry {
             config,
             placement,
             clients: Mutex::new(HashMap::new()),
+            locals: Mutex::new(HashMap::new()),
         }
     }
 

@@ -188,3 +188,309 @@ pub(super) async fn mint_proxy_credentials(
         }),
     ))
 }
+
+/// An `s3` backend's settings. On update, leave `secret_access_key` out to keep the stored one.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BackendIn {
+    /// 3–63 of a-z, 0-9, '-'; also the bucket name S3 clients use.
+    name: String,
+    /// e.g. `https://s3.eu-west-1.amazonaws.com`, `https://<account>.r2.cloudflarestorage.com`.
+    endpoint: String,
+    /// Default `us-east-1` (R2: `auto`).
+    region: Option<String>,
+    bucket: String,
+    /// Keys are stored under this prefix of the bucket.
+    prefix: Option<String>,
+    /// Path-style addressing (default true: MinIO, Garage, R2 all accept it).
+    path_style: Option<bool>,
+    access_key_id: String,
+    /// Write-only: never returned.
+    secret_access_key: Option<String>,
+}
+
+/// A user-added backend as its owner sees it (the secret is never returned).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct BackendDetail {
+    id: uuid::Uuid,
+    name: String,
+    endpoint: String,
+    region: String,
+    bucket: String,
+    prefix: String,
+    path_style: bool,
+    access_key_id: String,
+    /// Whether a secret is stored.
+    has_secret: bool,
+    uri: String,
+}
+
+/// Validates and turns the body into a vault record.
+pub(crate) fn backend_record(
+    id: Option<uuid::Uuid>,
+    name: &str,
+    endpoint: &str,
+    region: Option<&str>,
+    bucket: &str,
+    prefix: Option<&str>,
+    path_style: bool,
+    access_key_id: &str,
+    secret: Option<String>,
+    reserved: &[String],
+) -> Result<larder_actors::vault::PutRecord, String> {
+    use crate::storage::registry::fields;
+    larder_actors::vault::validate_name(name).map_err(|e| e.to_string())?;
+    if reserved.iter().any(|r| r == name) {
+        return Err(format!(
+            "\"{name}\" is the name of a built-in or shared backend"
+        ));
+    }
+    let url = url::Url::parse(endpoint.trim())
+        .map_err(|_| format!("the endpoint {endpoint:?} is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("the endpoint must be an http:// or https:// URL".into());
+    }
+    if bucket.trim().is_empty() {
+        return Err("the bucket is required".into());
+    }
+    if access_key_id.trim().is_empty() {
+        return Err("the access key id is required".into());
+    }
+    let region = region
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("us-east-1");
+    if !region
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(format!("{region:?} is not a region name"));
+    }
+    if id.is_none() && secret.as_deref().is_none_or(str::is_empty) {
+        return Err("the secret access key is required".into());
+    }
+    let settings = std::collections::BTreeMap::from([
+        (
+            fields::ENDPOINT.to_owned(),
+            endpoint.trim().trim_end_matches('/').to_owned(),
+        ),
+        (fields::REGION.to_owned(), region.to_owned()),
+        (fields::BUCKET.to_owned(), bucket.trim().to_owned()),
+        (
+            fields::PREFIX.to_owned(),
+            prefix
+                .unwrap_or_default()
+                .trim()
+                .trim_matches('/')
+                .to_owned(),
+        ),
+        (fields::PATH_STYLE.to_owned(), path_style.to_string()),
+        (
+            fields::ACCESS_KEY_ID.to_owned(),
+            access_key_id.trim().to_owned(),
+        ),
+    ]);
+    // Blank means "keep the stored secret".
+    let secret = secret.filter(|s| !s.is_empty());
+    Ok(larder_actors::vault::PutRecord {
+        id,
+        kind: larder_actors::vault::RecordKind::Backend,
+        name: name.to_owned(),
+        settings,
+        secrets: std::collections::BTreeMap::from([(fields::SECRET_ACCESS_KEY.to_owned(), secret)]),
+    })
+}
+
+fn detail(r: larder_actors::vault::RecordSummary) -> BackendDetail {
+    use crate::storage::registry::fields;
+    let get = |k: &str| r.settings.get(k).cloned().unwrap_or_default();
+    BackendDetail {
+        id: r.id,
+        uri: format!("store://{}/", r.name),
+        endpoint: get(fields::ENDPOINT),
+        region: get(fields::REGION),
+        bucket: get(fields::BUCKET),
+        prefix: get(fields::PREFIX),
+        path_style: get(fields::PATH_STYLE) != "false",
+        access_key_id: get(fields::ACCESS_KEY_ID),
+        has_secret: r
+            .secret_names
+            .iter()
+            .any(|n| n == fields::SECRET_ACCESS_KEY),
+        name: r.name,
+    }
+}
+
+fn vault_error(e: larder_actors::vault::VaultError) -> ApiError {
+    use larder_actors::vault::VaultError;
+    let status = match e {
+        VaultError::NameTaken { .. } => StatusCode::CONFLICT,
+        VaultError::NotFound(_) => StatusCode::NOT_FOUND,
+        VaultError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.to_string())
+}
+
+async fn put_backend(
+    state: &AppState,
+    user: larder_actors::UserId,
+    id: Option<uuid::Uuid>,
+    body: BackendIn,
+) -> Result<BackendDetail, ApiError> {
+    let record = backend_record(
+        id,
+        &body.name,
+        &body.endpoint,
+        body.region.as_deref(),
+        &body.bucket,
+        body.prefix.as_deref(),
+        body.path_style.unwrap_or(true),
+        &body.access_key_id,
+        body.secret_access_key,
+        &state.registry.reserved_names(),
+    )
+    .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    let saved = state
+        .placement
+        .vault(user, |r| {
+            larder_actors::vault::VaultMsg::Put(record.clone(), r)
+        })
+        .await?
+        .map_err(vault_error)?;
+    Ok(detail(saved))
+}
+
+async fn find_backend(
+    state: &AppState,
+    user: larder_actors::UserId,
+    name: &str,
+) -> Result<larder_actors::vault::ResolvedRecord, ApiError> {
+    use larder_actors::vault::{RecordKind, VaultMsg};
+    state
+        .placement
+        .vault(user, |r| {
+            VaultMsg::Resolve(RecordKind::Backend, name.to_owned(), r)
+        })
+        .await?
+        .map_err(vault_error)
+}
+
+/// Adds an `s3` backend (any S3-compatible service).
+#[utoipa::path(post, path = "/api/storage/backends", tag = "storage", request_body = BackendIn,
+    security(("session" = [], "csrf" = [])),
+    responses((status = 201, body = BackendDetail),
+        (status = 409, body = ApiError, content_type = "application/problem+json"),
+        (status = 422, body = ApiError, content_type = "application/problem+json")))]
+pub(super) async fn create_backend(
+    State(state): State<AppState>,
+    ApiUser(session): ApiUser,
+    body: Result<Json<BackendIn>, JsonRejection>,
+) -> Result<(StatusCode, Json<BackendDetail>), ApiError> {
+    let Json(body) = body?;
+    Ok((
+        StatusCode::CREATED,
+        Json(put_backend(&state, session.user.id, None, body).await?),
+    ))
+}
+
+/// One of your backends (by name or id), without its secret.
+#[utoipa::path(get, path = "/api/storage/backends/{name}", tag = "storage",
+    params(("name" = String, Path, description = "Backend name or id")),
+    responses((status = 200, body = BackendDetail), (status = 404, body = ApiError, content_type = "application/problem+json")))]
+pub(super) async fn get_backend(
+    State(state): State<AppState>,
+    ApiUser(session): ApiUser,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<BackendDetail>, ApiError> {
+    let r = find_backend(&state, session.user.id, &name).await?;
+    Ok(Json(detail(larder_actors::vault::RecordSummary {
+        id: r.id,
+        kind: r.kind,
+        name: r.name,
+        settings: r.body.settings,
+        secret_names: r.body.secrets.into_keys().collect(),
+        created_at: 0,
+        updated_at: r.updated_at,
+    })))
+}
+
+/// Edits (or renames) one of your backends; omit `secret_access_key` to keep it.
+#[utoipa::path(put, path = "/api/storage/backends/{name}", tag = "storage", request_body = BackendIn,
+    params(("name" = String, Path, description = "Backend name or id")),
+    security(("session" = [], "csrf" = [])),
+    responses((status = 200, body = BackendDetail), (status = 404, body = ApiError, content_type = "application/problem+json"),
+        (status = 409, body = ApiError, content_type = "application/problem+json"), (status = 422, body = ApiError, content_type = "application/problem+json")))]
+pub(super) async fn update_backend(
+    State(state): State<AppState>,
+    ApiUser(session): ApiUser,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    body: Result<Json<BackendIn>, JsonRejection>,
+) -> Result<Json<BackendDetail>, ApiError> {
+    let Json(body) = body?;
+    let existing = find_backend(&state, session.user.id, &name).await?;
+    Ok(Json(
+        put_backend(&state, session.user.id, Some(existing.id), body).await?,
+    ))
+}
+
+/// Removes one of your backends (its objects stay where they are).
+#[utoipa::path(delete, path = "/api/storage/backends/{name}", tag = "storage",
+    params(("name" = String, Path, description = "Backend name or id")),
+    security(("session" = [], "csrf" = [])),
+    responses((status = 204, description = "Removed"), (status = 404, body = ApiError, content_type = "application/problem+json")))]
+pub(super) async fn delete_backend(
+    State(state): State<AppState>,
+    ApiUser(session): ApiUser,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let existing = find_backend(&state, session.user.id, &name).await?;
+    state
+        .placement
+        .vault(session.user.id, |r| {
+            larder_actors::vault::VaultMsg::Delete(existing.id, r)
+        })
+        .await?
+        .map_err(vault_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The outcome of testing a backend.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct BackendTest {
+    ok: bool,
+    /// What was done, or what went wrong.
+    detail: String,
+    elapsed_ms: u64,
+}
+
+/// A real round trip against the backend: write, read back, delete a small probe object.
+#[utoipa::path(post, path = "/api/storage/backends/{name}/test", tag = "storage",
+    params(("name" = String, Path, description = "Backend name or id")),
+    security(("session" = [], "csrf" = [])),
+    responses((status = 200, body = BackendTest), (status = 404, body = ApiError, content_type = "application/problem+json")))]
+pub(super) async fn test_backend(
+    State(state): State<AppState>,
+    ApiUser(session): ApiUser,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<BackendTest>, ApiError> {
+    let resolved = state.registry.resolve(session.user.id, &name).await?;
+    Ok(Json(
+        crate::storage::round_trip(resolved.backend.as_ref())
+            .await
+            .into(),
+    ))
+}
+
+impl From<crate::storage::RoundTrip> for BackendTest {
+    fn from(r: crate::storage::RoundTrip) -> Self {
+        BackendTest {
+            ok: r.result.is_ok(),
+            detail: match r.result {
+                Ok(()) => "wrote, read back and deleted a probe object".to_owned(),
+                Err(e) => e,
+            },
+            elapsed_ms: r.elapsed.as_millis() as u64,
+        }
+    }
+}
