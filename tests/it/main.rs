@@ -7,3 +7,4 @@ mod auth;
 mod durability;
 mod edge;
 mod lifecycle;
+mod storage;
