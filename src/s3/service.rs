@@ -58,6 +58,8 @@ impl S3Proxy {
             Err(e) => {
                 if e.status().is_server_error() {
                     tracing::warn!(code = e.code(), error = %e, %resource, "S3 request failed");
+                } else {
+                    tracing::debug!(code = e.code(), error = ?e, %resource, "S3 request refused");
                 }
                 e.into_response(&resource, &request_id, head)
             }
@@ -322,28 +324,35 @@ impl S3Proxy {
             .unwrap_or(Duration::ZERO)
             .as_secs();
         let (scope, secret) = credentials::open(&self.key, parsed.access_key_id(), unix)?;
-        let verified = match signature::verify(
-            &parsed,
-            method,
-            path,
-            query,
-            headers,
-            &secret,
-            now,
-            &self.policy,
-        ) {
-            // A client configured with the mount point as its endpoint may sign the path
-            // without it; both name the same bucket and key.
-            Err(SignatureError::SignatureDoesNotMatch(_)) if path != below => signature::verify(
+        let verify = |path: &str, headers: &HeaderMap| {
+            signature::verify(
                 &parsed,
                 method,
-                below,
+                path,
                 query,
                 headers,
                 &secret,
                 now,
                 &self.policy,
-            )?,
+            )
+        };
+        let verified = match verify(path, headers) {
+            // Clients configured with the mount point in their endpoint do not all sign the
+            // same request: some sign the path below the mount, and DuckDB-WASM (1.32) signs
+            // that path with the mount appended to the host (`host:port/s3`). All name the
+            // same bucket and key, so each form is accepted, and nothing else.
+            Err(first @ SignatureError::SignatureDoesNotMatch(_)) if path != below => {
+                let mount = &path[..path.len() - below.len()];
+                let mut with_mount_in_host = headers.clone();
+                if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+                    && let Ok(v) = HeaderValue::from_str(&format!("{host}{mount}"))
+                {
+                    with_mount_in_host.insert(header::HOST, v);
+                }
+                verify(below, headers)
+                    .or_else(|_| verify(below, &with_mount_in_host))
+                    .map_err(|_| first)?
+            }
             other => other?,
         };
         Ok((scope, verified))

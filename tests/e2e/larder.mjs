@@ -81,6 +81,7 @@ export async function startLarder() {
     LARDER_HTTP__ADDR: '127.0.0.1:0',
     LARDER_S3__ADDR: '127.0.0.1:0',
     LARDER_HTTP__SHUTDOWN_GRACE: '3s',
+    RUST_LOG: process.env.E2E_RUST_LOG ?? 'info',
   };
   const logFd = fs.openSync(logFile, 'a');
   const child = spawn(bin, ['serve'], { cwd: tmpDir, env, stdio: ['ignore', logFd, logFd] });
