@@ -13,6 +13,7 @@ mod error;
 mod library;
 mod metrics;
 mod pages;
+mod settings;
 
 use std::sync::Arc;
 
@@ -79,6 +80,18 @@ pub fn app(state: AppState) -> Router {
         .route("/queries/{id}", axum::routing::delete(library::delete))
         .route("/settings", get(pages::settings))
         .route("/settings/preferences", post(pages::save_preferences))
+        .route(
+            "/settings/backends",
+            get(settings::section).post(settings::create),
+        )
+        .route(
+            "/settings/backends/{backend}",
+            get(settings::row)
+                .put(settings::update)
+                .delete(settings::delete),
+        )
+        .route("/settings/backends/{backend}/edit", get(settings::edit))
+        .route("/settings/backends/{backend}/test", post(settings::test))
         .route("/admin/actors", get(pages::actors))
         .route("/admin/actors/rows", get(pages::actor_rows));
 

@@ -115,6 +115,9 @@ fn upstream<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>
     e: SdkError<E, HttpResponse>,
     key: &str,
 ) -> StorageError {
+    if matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) {
+        return StorageError::Upstream(format!("cannot reach the service: {}", root_cause(&e)));
+    }
     let status = e.raw_response().map(|r| r.status().as_u16());
     match (e.code(), status) {
         (Some("NoSuchUpload"), _) => StorageError::NoSuchUpload(key.to_owned()),
@@ -135,6 +138,15 @@ fn upstream<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>
             StorageError::Upstream(detail)
         }
     }
+}
+
+/// The innermost cause: "Connection refused (os error 111)" rather than the SDK's wrapping.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 fn to_sdk(body: ByteStream) -> SdkStream {
