@@ -202,7 +202,7 @@ impl Actor for Accounts {
         state.roster.handled(&state.key);
         match msg {
             AccountsMsg::EnsureUser(name, reply) => {
-                reply_or_reload(reply, state.ensure_user(&name), is_storage)?;
+                reply_or_reload(reply, state.ensure_user(&name).await, is_storage)?;
             }
             AccountsMsg::GetUser(id, reply) => {
                 let _ = reply.send(state.users.get(&id).cloned());
@@ -211,21 +211,21 @@ impl Actor for Accounts {
                 let _ = reply.send(state.users.values().cloned().collect());
             }
             AccountsMsg::IssueLoginToken(name, reply) => {
-                reply_or_reload(reply, state.issue_login_token(&name), is_storage)?;
+                reply_or_reload(reply, state.issue_login_token(&name).await, is_storage)?;
             }
             AccountsMsg::PeekLoginToken(token, reply) => {
                 let _ = reply.send(state.peek(&token));
             }
             AccountsMsg::RedeemLoginToken(token, reply) => {
-                reply_or_reload(reply, state.redeem(&token), is_storage)?;
+                reply_or_reload(reply, state.redeem(&token).await, is_storage)?;
             }
             AccountsMsg::Authenticate(token, reply) => {
                 let _ = reply.send(state.authenticate(&token));
             }
             AccountsMsg::EndSession(token, reply) => {
-                reply_or_reload(reply, state.end_session(&token), is_storage)?;
+                reply_or_reload(reply, state.end_session(&token).await, is_storage)?;
             }
-            AccountsMsg::Sweep => state.sweep(),
+            AccountsMsg::Sweep => state.sweep().await,
             AccountsMsg::InjectPanic => panic!("injected panic in accounts handler"),
         }
         Ok(())
@@ -275,7 +275,7 @@ fn ttl_millis(d: std::time::Duration) -> i64 {
 }
 
 impl AccountsState {
-    fn ensure_user(&mut self, name: &str) -> Result<User, AccountsError> {
+    async fn ensure_user(&mut self, name: &str) -> Result<User, AccountsError> {
         let name = normalise_user_name(name)?;
         if let Some(id) = self.by_name.get(&name) {
             return Ok(self.users[id].clone());
@@ -289,14 +289,14 @@ impl AccountsState {
         changes
             .put(format!("user/{}", user.id), &user)
             .map_err(storage)?;
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.by_name.insert(user.name.clone(), user.id);
         self.users.insert(user.id, user.clone());
         Ok(user)
     }
 
-    fn issue_login_token(&mut self, name: &str) -> Result<LoginToken, AccountsError> {
-        let user = self.ensure_user(name)?;
+    async fn issue_login_token(&mut self, name: &str) -> Result<LoginToken, AccountsError> {
+        let user = self.ensure_user(name).await?;
         let token = new_secret();
         let hash = hash_secret(&token);
         let stored = StoredToken {
@@ -307,7 +307,7 @@ impl AccountsState {
         changes
             .put(format!("token/{hash}"), &stored)
             .map_err(storage)?;
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.tokens.insert(hash, stored.clone());
         Ok(LoginToken {
             token,
@@ -324,7 +324,7 @@ impl AccountsState {
         self.users.get(&stored.user).cloned()
     }
 
-    fn redeem(&mut self, token: &str) -> Result<NewSession, AccountsError> {
+    async fn redeem(&mut self, token: &str) -> Result<NewSession, AccountsError> {
         let hash = hash_secret(token);
         let stored = self
             .tokens
@@ -337,7 +337,7 @@ impl AccountsState {
         changes.delete(format!("token/{hash}"));
         let (Some(user), true) = (user, stored.expires_at > now) else {
             // Expired or orphaned: burn it anyway.
-            self.partition.commit(changes).map_err(storage)?;
+            self.partition.commit(changes).await.map_err(storage)?;
             self.tokens.remove(&hash);
             return Err(AccountsError::InvalidLoginToken);
         };
@@ -352,7 +352,7 @@ impl AccountsState {
         changes
             .put(format!("session/{session_hash}"), &stored_session)
             .map_err(storage)?;
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.tokens.remove(&hash);
         self.sessions.insert(session_hash, stored_session.clone());
         Ok(NewSession {
@@ -380,19 +380,19 @@ impl AccountsState {
         })
     }
 
-    fn end_session(&mut self, token: &str) -> Result<(), AccountsError> {
+    async fn end_session(&mut self, token: &str) -> Result<(), AccountsError> {
         let hash = hash_secret(token);
         if !self.sessions.contains_key(&hash) {
             return Ok(());
         }
         let mut changes = Changes::new();
         changes.delete(format!("session/{hash}"));
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.sessions.remove(&hash);
         Ok(())
     }
 
-    fn sweep(&mut self) {
+    async fn sweep(&mut self) {
         let now = now_millis();
         let mut changes = Changes::new();
         let dead_tokens: Vec<String> = self
@@ -413,7 +413,7 @@ impl AccountsState {
         for h in &dead_sessions {
             changes.delete(format!("session/{h}"));
         }
-        if let Err(e) = self.partition.commit(changes) {
+        if let Err(e) = self.partition.commit(changes).await {
             tracing::warn!(error = %e, "could not sweep expired sessions; will retry");
             return;
         }

@@ -196,16 +196,16 @@ impl Actor for Library {
                 let _ = reply.send(state.queries.get(&id).cloned());
             }
             LibraryMsg::Save(req, reply) => {
-                reply_or_reload(reply, state.save(req), is_storage)?;
+                reply_or_reload(reply, state.save(req).await, is_storage)?;
             }
             LibraryMsg::Delete(id, reply) => {
-                reply_or_reload(reply, state.delete(id), is_storage)?;
+                reply_or_reload(reply, state.delete(id).await, is_storage)?;
             }
             LibraryMsg::GetPreferences(reply) => {
                 let _ = reply.send(state.preferences.clone());
             }
             LibraryMsg::SetPreferences(prefs, reply) => {
-                reply_or_reload(reply, state.set_preferences(prefs), is_storage)?;
+                reply_or_reload(reply, state.set_preferences(prefs).await, is_storage)?;
             }
             LibraryMsg::InjectPanic => panic!("injected panic in library handler"),
         }
@@ -214,7 +214,7 @@ impl Actor for Library {
 }
 
 impl LibraryState {
-    fn save(&mut self, req: SaveQuery) -> Result<SavedQuery, LibraryError> {
+    async fn save(&mut self, req: SaveQuery) -> Result<SavedQuery, LibraryError> {
         let name = req.name.trim().to_owned();
         if name.is_empty() {
             return Err(LibraryError::Invalid("a saved query needs a name".into()));
@@ -263,23 +263,23 @@ impl LibraryState {
         };
         let mut changes = Changes::new();
         changes.put(query_key(&id), &query).map_err(storage)?;
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.queries.insert(id, query.clone());
         Ok(query)
     }
 
-    fn delete(&mut self, id: Uuid) -> Result<bool, LibraryError> {
+    async fn delete(&mut self, id: Uuid) -> Result<bool, LibraryError> {
         if !self.queries.contains_key(&id) {
             return Ok(false);
         }
         let mut changes = Changes::new();
         changes.delete(query_key(&id));
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.queries.remove(&id);
         Ok(true)
     }
 
-    fn set_preferences(&mut self, prefs: Preferences) -> Result<Preferences, LibraryError> {
+    async fn set_preferences(&mut self, prefs: Preferences) -> Result<Preferences, LibraryError> {
         if !(10..=1000).contains(&prefs.page_size) {
             return Err(LibraryError::Invalid(
                 "page size must be between 10 and 1000 rows".into(),
@@ -287,7 +287,7 @@ impl LibraryState {
         }
         let mut changes = Changes::new();
         changes.put(PREFERENCES_KEY, &prefs).map_err(storage)?;
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.preferences = prefs.clone();
         Ok(prefs)
     }

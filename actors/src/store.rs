@@ -109,7 +109,22 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (or creates) the embedded sled database in `dir`. Fails if another process holds it.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        // A database closed a moment ago may still be locked while sled's flusher thread winds
+        // down: wait a little for it rather than failing; a live holder still fails.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::Other
+                        && attempts < 30
+                        && e.to_string().contains("lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         Ok(Store::with_backend(Arc::new(SledBackend { db })))
     }
 
@@ -220,8 +235,10 @@ impl Partition {
     }
 
     /// Applies `changes` atomically, then waits until they are on disk. Callers reply to their
-    /// own callers only after this returns `Ok`: acknowledged means durable.
-    pub fn commit(&self, changes: Changes) -> Result<(), StoreError> {
+    /// own callers only after this returns `Ok`: acknowledged means durable. The write and its
+    /// fsync run on the blocking pool, so a slow disk never stalls the async workers that serve
+    /// every other request.
+    pub async fn commit(&self, changes: Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -230,7 +247,15 @@ impl Partition {
             .into_iter()
             .map(|(key, value)| (self.full_key(&key), value))
             .collect();
-        self.backend.commit(self.kind, ops)
+        let backend = self.backend.clone();
+        let kind = self.kind;
+        tokio::task::spawn_blocking(move || backend.commit(kind, ops))
+            .await
+            .map_err(|e| {
+                StoreError::Sled(sled::Error::ReportableBug(format!(
+                    "commit task failed: {e}"
+                )))
+            })?
     }
 }
 
@@ -246,15 +271,15 @@ mod tests {
     use super::*;
     use crate::UserId;
 
-    #[test]
-    fn partitions_of_different_owners_do_not_see_each_other() {
+    #[tokio::test]
+    async fn partitions_of_different_owners_do_not_see_each_other() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let a = store.partition("t", &Owner::User(UserId::new()));
         let b = store.partition("t", &Owner::User(UserId::new()));
         let mut c = Changes::new();
         c.put("q/1", &"alpha").unwrap();
-        a.commit(c).unwrap();
+        a.commit(c).await.unwrap();
         assert_eq!(a.get::<String>("q/1").unwrap().as_deref(), Some("alpha"));
         assert_eq!(b.get::<String>("q/1").unwrap(), None);
         assert!(b.scan::<String>("q/").unwrap().is_empty());
@@ -264,8 +289,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn committed_changes_survive_reopening() {
+    #[tokio::test]
+    async fn committed_changes_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let owner = Owner::User(UserId::new());
         {
@@ -274,10 +299,10 @@ mod tests {
             let mut c = Changes::new();
             c.put("k", &42u32).unwrap();
             c.put("gone", &1u32).unwrap();
-            p.commit(c).unwrap();
+            p.commit(c).await.unwrap();
             let mut c = Changes::new();
             c.delete("gone");
-            p.commit(c).unwrap();
+            p.commit(c).await.unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         let p = store.partition("t", &owner);

@@ -364,16 +364,16 @@ impl Actor for Vault {
                 let _ = reply.send(state.list(kind));
             }
             VaultMsg::Put(put, reply) => {
-                reply_or_reload(reply, state.put(put), is_storage)?;
+                reply_or_reload(reply, state.put(put).await, is_storage)?;
             }
             VaultMsg::Delete(id, reply) => {
-                reply_or_reload(reply, state.delete(id), is_storage)?;
+                reply_or_reload(reply, state.delete(id).await, is_storage)?;
             }
             VaultMsg::Resolve(kind, name_or_id, reply) => {
                 let _ = reply.send(state.resolve(kind, &name_or_id));
             }
             VaultMsg::Reseal(reply) => {
-                reply_or_reload(reply, state.reseal(), is_storage)?;
+                reply_or_reload(reply, state.reseal().await, is_storage)?;
             }
         }
         Ok(())
@@ -430,17 +430,17 @@ impl VaultState {
         Ok(self.keyring().seal(&self.user, id, &plain))
     }
 
-    fn commit(&mut self, record: StoredRecord) -> Result<(), VaultError> {
+    async fn commit(&mut self, record: StoredRecord) -> Result<(), VaultError> {
         let mut changes = Changes::new();
         changes
             .put(record_key(&record.id), &record)
             .map_err(storage)?;
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.records.insert(record.id, record);
         Ok(())
     }
 
-    fn put(&mut self, put: PutRecord) -> Result<RecordSummary, VaultError> {
+    async fn put(&mut self, put: PutRecord) -> Result<RecordSummary, VaultError> {
         validate_name(&put.name)?;
         let id = put.id.unwrap_or_else(Uuid::now_v7);
         if self
@@ -496,17 +496,17 @@ impl VaultState {
             created_at: record.created_at,
             updated_at: record.updated_at,
         };
-        self.commit(record)?;
+        self.commit(record).await?;
         Ok(summary)
     }
 
-    fn delete(&mut self, id: Uuid) -> Result<bool, VaultError> {
+    async fn delete(&mut self, id: Uuid) -> Result<bool, VaultError> {
         if !self.records.contains_key(&id) {
             return Ok(false);
         }
         let mut changes = Changes::new();
         changes.delete(record_key(&id));
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         self.records.remove(&id);
         Ok(true)
     }
@@ -524,7 +524,7 @@ impl VaultState {
         })
     }
 
-    fn reseal(&mut self) -> Result<usize, VaultError> {
+    async fn reseal(&mut self) -> Result<usize, VaultError> {
         let current = self.keyring().current_version();
         let stale: Vec<StoredRecord> = self
             .records
@@ -541,7 +541,7 @@ impl VaultState {
             resealed.push(r);
         }
         let n = resealed.len();
-        self.partition.commit(changes).map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
         for r in resealed {
             self.records.insert(r.id, r);
         }
