@@ -51,6 +51,35 @@ pub struct StorageConfig {
     /// Backends the operator provides to every user; each user sees only their own
     /// `<prefix>/users/<user id>/` part of it.
     pub shared: Vec<SharedBackendConfig>,
+    pub cache: CacheConfig,
+}
+
+/// The cache of byte ranges read from `s3` backends: aligned blocks of an object version (its
+/// ETag), in memory and then on local disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Bytes of memory for cached blocks.
+    pub memory: u64,
+    /// Bytes of disk for cached blocks; 0 keeps the cache in memory only.
+    pub disk: u64,
+    /// Where the disk tier keeps its files. Default: `<data_dir>/cache`.
+    pub dir: Option<PathBuf>,
+    /// Objects are cached in aligned blocks of this many bytes.
+    pub block_size: u64,
+}
+
+impl CacheConfig {
+    /// The smallest and largest block sizes.
+    pub const BLOCK_SIZES: std::ops::RangeInclusive<u64> = (64 << 10)..=(16 << 20);
+    /// The disk tier, when there is one, holds at least this many blocks.
+    pub const MIN_DISK_BLOCKS: u64 = 16;
+
+    /// The directory of the disk tier.
+    pub fn dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| data_dir.join("cache"))
+    }
 }
 
 /// An operator-provided S3-compatible backend.
@@ -105,6 +134,19 @@ impl Default for StorageConfig {
         StorageConfig {
             local: true,
             shared: Vec::new(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            memory: 64 << 20,
+            disk: 1 << 30,
+            dir: None,
+            block_size: 1 << 20,
         }
     }
 }
@@ -350,6 +392,32 @@ impl Config {
                 return invalid("storage.shared.bucket", "must not be empty");
             }
         }
+        let cache = &self.storage.cache;
+        if cache.enabled {
+            if !CacheConfig::BLOCK_SIZES.contains(&cache.block_size)
+                || !cache.block_size.is_multiple_of(4096)
+            {
+                return invalid(
+                    "storage.cache.block_size",
+                    "must be a multiple of 4096 between 65536 (64 KiB) and 16777216 (16 MiB)",
+                );
+            }
+            if cache.memory < cache.block_size {
+                return invalid(
+                    "storage.cache.memory",
+                    "must be at least storage.cache.block_size",
+                );
+            }
+            if cache.disk != 0 && cache.disk < CacheConfig::MIN_DISK_BLOCKS * cache.block_size {
+                return invalid(
+                    "storage.cache.disk",
+                    "must be 0 (memory only) or at least 16 × storage.cache.block_size",
+                );
+            }
+            if cache.dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+                return invalid("storage.cache.dir", "must not be empty");
+            }
+        }
         if self.s3.region.is_empty()
             || !self
                 .s3
@@ -505,6 +573,91 @@ mod tests {
         Jail::expect_with(|jail| {
             let e = load_in(jail, Some("missing.toml")).unwrap_err().to_string();
             assert!(e.contains("--config") && e.contains("missing.toml"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_range_cache_has_documented_defaults_and_named_errors() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).unwrap().storage.cache;
+            assert!(c.enabled);
+            assert_eq!(
+                (c.memory, c.disk, c.block_size),
+                (64 << 20, 1 << 30, 1 << 20)
+            );
+            assert_eq!(
+                c.dir_in(Path::new("/srv/larder")),
+                PathBuf::from("/srv/larder/cache")
+            );
+            let documented = Config::load(Some(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/cluster.toml"
+            ))))
+            .unwrap();
+            assert_eq!(
+                documented.storage.cache, c,
+                "cluster.toml shows the defaults"
+            );
+
+            jail.create_file(
+                "cache.toml",
+                "[storage.cache]\nmemory = 8388608\ndisk = 0\ndir = \"/var/cache/larder\"\nblock_size = 262144\n",
+            )?;
+            let c = load_in(jail, Some("cache.toml")).unwrap().storage.cache;
+            assert_eq!((c.memory, c.disk, c.block_size), (8 << 20, 0, 256 << 10));
+            assert_eq!(
+                c.dir_in(Path::new("/srv/larder")),
+                PathBuf::from("/var/cache/larder")
+            );
+            Ok(())
+        });
+        for (env, value, key) in [
+            (
+                "LARDER_STORAGE__CACHE__BLOCK_SIZE",
+                "1000",
+                "storage.cache.block_size",
+            ),
+            (
+                "LARDER_STORAGE__CACHE__BLOCK_SIZE",
+                "33554432",
+                "storage.cache.block_size",
+            ),
+            (
+                "LARDER_STORAGE__CACHE__MEMORY",
+                "4096",
+                "storage.cache.memory",
+            ),
+            (
+                "LARDER_STORAGE__CACHE__DISK",
+                "1048576",
+                "storage.cache.disk",
+            ),
+            ("LARDER_STORAGE__CACHE__DIR", "\"\"", "storage.cache.dir"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(env, value);
+                let e = load_in(jail, None).unwrap_err().to_string();
+                assert!(
+                    e.starts_with(&format!("invalid `{key}`")),
+                    "{env}={value}: {e}"
+                );
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("LARDER_STORAGE__CACHE__ENABLED", "false");
+            jail.set_env("LARDER_STORAGE__CACHE__BLOCK_SIZE", "1000");
+            assert!(
+                !load_in(jail, None).unwrap().storage.cache.enabled,
+                "a disabled cache's sizes are not checked"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("LARDER_STORAGE__CACHE__SIZE", "1");
+            let e = load_in(jail, None).unwrap_err().to_string();
+            assert!(e.contains("size"), "{e}");
             Ok(())
         });
     }

@@ -16,6 +16,7 @@ use crate::edge::{self, AppState, Assets, PrometheusHandle};
 use crate::keys::{Keys, create_private_dir, write_private_file};
 use crate::s3::S3Proxy;
 use crate::s3::signature::VerifyPolicy;
+use crate::storage::cache::RangeCache;
 use crate::storage::registry::Registry;
 
 /// `larder serve`: logs, metrics, the configured listener, and SIGINT/SIGTERM for shutdown.
@@ -25,7 +26,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,tower_http=warn,sled=warn")
+                tracing_subscriber::EnvFilter::new(
+                    "info,tower_http=warn,sled=warn,foyer=warn,foyer_storage=warn,foyer_memory=warn",
+                )
             }),
         )
         .init();
@@ -86,10 +89,12 @@ pub async fn run(
         None => format!("http://{s3_local}"),
     };
     let placement = node.placement();
+    let cache = open_cache(&config, &data_dir).await;
     let registry = Arc::new(Registry::new(
         data_dir.clone(),
         config.storage.clone(),
         placement.clone(),
+        cache.clone(),
     ));
     let s3 = S3Proxy {
         key: keys.proxy.clone(),
@@ -154,8 +159,42 @@ pub async fn run(
     control_task.abort();
     let _ = std::fs::remove_file(control::socket_path(&data_dir));
     node.shutdown().await?;
+    if let Some(cache) = cache {
+        cache.close().await;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The range cache for `s3` backends, unless disabled. Never fails start-up: a cache that
+/// cannot be opened is logged and left out.
+async fn open_cache(config: &Config, data_dir: &std::path::Path) -> Option<RangeCache> {
+    let settings = &config.storage.cache;
+    if !settings.enabled {
+        return None;
+    }
+    match RangeCache::open(settings, data_dir).await {
+        Ok(cache) => {
+            if cache.has_disk() {
+                tracing::info!(
+                    memory = settings.memory,
+                    disk = settings.disk,
+                    dir = %settings.dir_in(data_dir).display(),
+                    "range cache for s3 backends ready"
+                );
+            } else {
+                tracing::info!(
+                    memory = settings.memory,
+                    "range cache for s3 backends ready (memory only)"
+                );
+            }
+            Some(cache)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the range cache could not be opened; s3 backends are read uncached");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@
 //! Must not: know who the user is (callers hand each user a backend already scoped to that
 //! user's namespace), or accept a key that was not validated by [`ObjectKey::parse`].
 
+pub mod cache;
 pub mod local;
 pub mod registry;
 pub mod s3;

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format: HTTP requests and latencies (by route template,
 //! never by raw path), live actors by kind, and the actor counters (activations, passivations,
-//! restarts) the actors crate records through the `metrics` facade.
+//! restarts) the actors crate records through the `metrics` facade, and the range cache's
+//! counters (hits and misses by block, bytes served from cache).
 
 use std::time::Instant;
 
@@ -14,6 +15,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use super::AppState;
 
 const LATENCY: &str = "larder_http_request_duration_seconds";
+const CACHE_HITS: &str = "larder_storage_cache_hits_total";
+const CACHE_MISSES: &str = "larder_storage_cache_misses_total";
+const CACHE_HIT_BYTES: &str = "larder_storage_cache_hit_bytes_total";
 
 /// Installs the process-wide recorder (once, in `serve`) and returns its handle.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
@@ -29,6 +33,9 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     for name in [
         "larder_actor_activations_total",
         "larder_actor_passivations_total",
+        CACHE_HITS,
+        CACHE_MISSES,
+        CACHE_HIT_BYTES,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -63,6 +70,12 @@ pub async fn render(State(state): State<AppState>) -> Response {
     ] {
         let live = actors.iter().filter(|a| a.key.kind == kind).count();
         metrics::gauge!("larder_actors_live", "kind" => kind.as_str()).set(live as f64);
+    }
+    if let Some(cache) = state.registry.cache() {
+        let stats = cache.stats();
+        metrics::counter!(CACHE_HITS).absolute(stats.hits);
+        metrics::counter!(CACHE_MISSES).absolute(stats.misses);
+        metrics::counter!(CACHE_HIT_BYTES).absolute(stats.hit_bytes);
     }
     (
         [(

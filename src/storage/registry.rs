@@ -4,6 +4,8 @@
 //!
 //! Resolution is by name first, then by id (user backends). Clients for `s3` backends are
 //! cached by (user, backend id, last update), so an edit takes effect on the next request.
+//! Every `s3` backend, user or shared, reads ranges through the node's [`RangeCache`] (when
+//! enabled) under an identity naming the user, the backend and where it points.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use larder_actors::{Placement, UserId};
 use serde::Serialize;
 
 use super::Backend;
+use super::cache::RangeCache;
 use super::local::LocalBackend;
 use super::s3::{S3Backend, S3Settings};
 use crate::config::{SharedBackendConfig, StorageConfig};
@@ -76,20 +79,52 @@ pub struct Registry {
     data_dir: PathBuf,
     config: StorageConfig,
     placement: Placement,
-    clients: Mutex<HashMap<ClientKey, Arc<S3Backend>>>,
+    clients: Mutex<HashMap<ClientKey, Arc<dyn Backend>>>,
     /// One `local` backend per user: its per-key locks make conditional writes safe, so it
     /// must be shared, not rebuilt per request.
     locals: Mutex<HashMap<UserId, Arc<LocalBackend>>>,
+    /// Shared backends' clients, per user (each user has their own prefix in them).
+    shared_clients: Mutex<HashMap<(UserId, String), Arc<dyn Backend>>>,
+    cache: Option<RangeCache>,
 }
 
 impl Registry {
-    pub fn new(data_dir: PathBuf, config: StorageConfig, placement: Placement) -> Registry {
+    pub fn new(
+        data_dir: PathBuf,
+        config: StorageConfig,
+        placement: Placement,
+        cache: Option<RangeCache>,
+    ) -> Registry {
         Registry {
             data_dir,
             config,
             placement,
             clients: Mutex::new(HashMap::new()),
             locals: Mutex::new(HashMap::new()),
+            shared_clients: Mutex::new(HashMap::new()),
+            cache,
+        }
+    }
+
+    /// The range cache in front of `s3` backends, if enabled.
+    pub fn cache(&self) -> Option<&RangeCache> {
+        self.cache.as_ref()
+    }
+
+    /// An `s3` backend, behind the range cache when there is one. `owner` says whose backend
+    /// this is (user + backend); with where it points it keeps cached blocks apart.
+    fn s3(&self, owner: String, settings: &S3Settings) -> Arc<dyn Backend> {
+        let backend = Arc::new(S3Backend::new(settings));
+        match &self.cache {
+            Some(cache) => {
+                // Quoted, so no two different settings give the same identity.
+                let identity = format!(
+                    "{owner} {:?} {:?} {:?} {:?}",
+                    settings.endpoint, settings.bucket, settings.prefix, settings.access_key_id
+                );
+                Arc::new(cache.wrap(identity, backend))
+            }
+            None => backend,
         }
     }
 
@@ -127,15 +162,24 @@ impl Registry {
     /// The user's backend called `name_or_id`.
     pub async fn resolve(&self, user: UserId, name_or_id: &str) -> Result<Resolved, ResolveError> {
         if self.config.local && name_or_id == "local" {
-            let root = self
-                .data_dir
-                .join("storage")
-                .join("users")
-                .join(user.to_string())
-                .join("local");
+            let backend = self
+                .locals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(user)
+                .or_insert_with(|| {
+                    let root = self
+                        .data_dir
+                        .join("storage")
+                        .join("users")
+                        .join(user.to_string())
+                        .join("local");
+                    Arc::new(LocalBackend::new(root))
+                })
+                .clone();
             return Ok(Resolved {
                 info: local_info(),
-                backend: Arc::new(LocalBackend::new(root)),
+                backend,
             });
         }
         if let Some(shared) = self.config.shared.iter().find(|s| s.name == name_or_id) {
@@ -165,7 +209,7 @@ impl Registry {
             });
         }
         let settings = settings_of(&record)?;
-        let client = Arc::new(S3Backend::new(&settings));
+        let client = self.s3(format!("user:{user}/{}", record.id), &settings);
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.retain(|(u, id, _), _| !(*u == user && *id == record.id));
         clients.insert(key, client.clone());
@@ -176,6 +220,18 @@ impl Registry {
     }
 
     fn shared(&self, user: UserId, shared: &SharedBackendConfig) -> Result<Resolved, ResolveError> {
+        let key = (user, shared.name.clone());
+        if let Some(backend) = self
+            .shared_clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Resolved {
+                info: shared_info(shared),
+                backend: backend.clone(),
+            });
+        }
         let secret = std::env::var(&shared.secret_access_key_env).map_err(|_| {
             ResolveError::Misconfigured {
                 name: shared.name.clone(),
@@ -195,9 +251,14 @@ impl Registry {
             access_key_id: shared.access_key_id.clone(),
             secret_access_key: secret,
         };
+        let backend = self.s3(format!("shared:{user}/{}", shared.name), &settings);
+        self.shared_clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, backend.clone());
         Ok(Resolved {
             info: shared_info(shared),
-            backend: Arc::new(S3Backend::new(&settings)),
+            backend,
         })
     }
 }

@@ -149,11 +149,57 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn to_sdk(body: ByteStream) -> SdkStream {
+/// The body error that aborted an upload, kept so the caller can report it (a failed digest is
+/// the client's fault, not the upstream's).
+type BodyFailure = std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>;
+
+/// Wraps a body for the SDK. The last chunk is held back until the stream has ended cleanly:
+/// a body that fails verification at its end (a wrong digest) never delivers its final bytes,
+/// so the upstream sees an incomplete request and stores nothing.
+fn to_sdk(body: ByteStream) -> (SdkStream, BodyFailure) {
+    let failure = BodyFailure::default();
+    let state = (body, None::<Bytes>, failure.clone(), false);
+    let withheld = futures::stream::unfold(state, |(mut body, held, failure, done)| async move {
+        if done {
+            return None;
+        }
+        let mut held = held;
+        loop {
+            match body.next().await {
+                Some(Ok(chunk)) if chunk.is_empty() => continue,
+                Some(Ok(chunk)) => match held.replace(chunk) {
+                    Some(previous) => return Some((Ok(previous), (body, held, failure, false))),
+                    None => continue,
+                },
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    return Some((
+                        Err(std::io::Error::other(message)),
+                        (body, None, failure, true),
+                    ));
+                }
+                None => return held.map(|last| (Ok(last), (body, None, failure, true))),
+            }
+        }
+    });
     // The SDK wants a `Sync` body; a stream is only ever polled by one task at a time.
-    let frames = sync_wrapper::SyncStream::new(body).map_ok(http_body::Frame::data);
+    // Fused: the SDK may poll again after the end (e.g. when it retries an empty body).
+    let frames =
+        sync_wrapper::SyncStream::new(Box::pin(withheld.fuse())).map_ok(http_body::Frame::data);
     let body = http_body_util::StreamBody::new(frames);
-    SdkStream::new(aws_smithy_types::body::SdkBody::from_body_1_x(body))
+    (
+        SdkStream::new(aws_smithy_types::body::SdkBody::from_body_1_x(body)),
+        failure,
+    )
+}
+
+/// The client's body error if there was one, else the upstream's.
+fn body_or_upstream(failure: &BodyFailure, upstream_error: StorageError) -> StorageError {
+    match failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(e) => StorageError::Io(e),
+        None => upstream_error,
+    }
 }
 
 fn from_sdk(body: SdkStream) -> ByteStream {
@@ -260,13 +306,14 @@ impl Backend for S3Backend {
         let Some(size) = size else {
             return self.put_unknown_size(key, body, opts).await;
         };
+        let (body, failure) = to_sdk(body);
         let mut req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full(key))
             .content_length(size as i64)
-            .body(to_sdk(body));
+            .body(body);
         if let Some(ct) = &opts.content_type {
             req = req.content_type(ct);
         }
@@ -276,7 +323,9 @@ impl Backend for S3Backend {
         if let Some(etag) = &opts.if_match {
             req = req.if_match(etag);
         }
-        req.send().await.map_err(|e| upstream(e, key.as_str()))?;
+        req.send()
+            .await
+            .map_err(|e| body_or_upstream(&failure, upstream(e, key.as_str())))?;
         self.head(key).await
     }
 
@@ -380,12 +429,15 @@ impl Backend for S3Backend {
         body: ByteStream,
         size: Option<u64>,
     ) -> Result<PartMeta, StorageError> {
-        let (body, size) = match size {
-            Some(s) => (to_sdk(body), s),
+        let (body, size, failure) = match size {
+            Some(s) => {
+                let (body, failure) = to_sdk(body);
+                (body, s, failure)
+            }
             None => {
                 let bytes = collect(body, usize::MAX).await?;
                 let len = bytes.len() as u64;
-                (SdkStream::from(bytes), len)
+                (SdkStream::from(bytes), len, BodyFailure::default())
             }
         };
         let out = self
@@ -399,7 +451,7 @@ impl Backend for S3Backend {
             .body(body)
             .send()
             .await
-            .map_err(|e| upstream(e, key.as_str()))?;
+            .map_err(|e| body_or_upstream(&failure, upstream(e, key.as_str())))?;
         Ok(PartMeta {
             part_number,
             etag: out.e_tag().unwrap_or_default().to_owned(),
