@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use larder_actors::Node;
 use larder_actors::store::Store;
 use tokio::net::TcpListener;
@@ -142,9 +143,15 @@ pub async fn run(
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let _ = stopping_tx.send(true);
     });
-    let http = axum::serve(listeners.http, edge::app(state.clone()))
+    // TCP_NODELAY: without it small responses wait out the peer's delayed ACK (~40 ms each).
+    let nodelay = |tcp: &mut tokio::net::TcpStream| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    };
+    let http = axum::serve(listeners.http.tap_io(nodelay), edge::app(state.clone()))
         .with_graceful_shutdown(stopped(stopping.clone()));
-    let s3 = axum::serve(listeners.s3, edge::s3_listener_app(state))
+    let s3 = axum::serve(listeners.s3.tap_io(nodelay), edge::s3_listener_app(state))
         .with_graceful_shutdown(stopped(stopping.clone()));
     let servers = async { tokio::try_join!(http.into_future(), s3.into_future()) };
     let deadline = async move {

@@ -81,9 +81,19 @@ struct Sink {
 
 impl Sink {
     /// Writes and hashes `batch`, handing its (emptied) buffer back for reuse.
+    /// Hashes and writes one batch at the same time, on two threads: MD5 (~600 MiB/s on one
+    /// core here) would otherwise be added to the write's time.
     fn write(&mut self, mut batch: Vec<u8>) -> io::Result<Vec<u8>> {
-        self.md5.update(&batch);
-        self.file.write_all(&batch)?;
+        let Sink { file, md5 } = self;
+        let data = &batch;
+        std::thread::scope(|scope| {
+            let hashing = scope.spawn(move || md5.update(data));
+            let written = file.write_all(data);
+            hashing
+                .join()
+                .map_err(|_| io::Error::other("the hashing thread panicked"))?;
+            written
+        })?;
         batch.clear();
         Ok(batch)
     }
