@@ -53,6 +53,13 @@ impl S3Proxy {
             .into_owned();
         let head = req.method() == Method::HEAD;
         let origin = req.headers().get(header::ORIGIN).cloned();
+        let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
         let mut res = match self.serve(&path, &below, req).await {
             Ok(res) => res,
             Err(e) => {
@@ -61,7 +68,15 @@ impl S3Proxy {
                 } else {
                     tracing::debug!(code = e.code(), error = ?e, %resource, "S3 request refused");
                 }
-                e.into_response(&resource, &request_id, head)
+                let mut res = e.into_response(&resource, &request_id, head);
+                // A request refused before its body was read (a client that sent
+                // `Expect: 100-continue` never sends it) must not share the connection with the
+                // next request: the server would read that request as this body.
+                if has_body {
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                res
             }
         };
         let headers = res.headers_mut();
