@@ -57,6 +57,22 @@ impl Backoff {
     }
 }
 
+/// Sends `result` to the caller; if it is a storage failure, then fails the actor. After a
+/// failed commit the actor's memory may disagree with the disk (the write may still land), so
+/// the supervisor restarts it and it reloads the truth from the store.
+pub(crate) fn reply_or_reload<T: Send + 'static, E: Send + 'static>(
+    reply: ractor::RpcReplyPort<Result<T, E>>,
+    result: Result<T, E>,
+    is_storage_failure: impl Fn(&E) -> bool,
+) -> Result<(), ractor::ActorProcessingErr> {
+    let failed = result.as_ref().err().is_some_and(is_storage_failure);
+    let _ = reply.send(result);
+    if failed {
+        return Err("a commit failed; restarting to reload state from the store".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,20 +99,4 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(b.next_delay(), Duration::ZERO);
     }
-}
-
-/// Sends `result` to the caller; if it is a storage failure, then fails the actor. After a
-/// failed commit the actor's memory may disagree with the disk (the write may still land), so
-/// the supervisor restarts it and it reloads the truth from the store.
-pub(crate) fn reply_or_reload<T: Send + 'static, E: Send + 'static>(
-    reply: ractor::RpcReplyPort<Result<T, E>>,
-    result: Result<T, E>,
-    is_storage_failure: impl Fn(&E) -> bool,
-) -> Result<(), ractor::ActorProcessingErr> {
-    let failed = result.as_ref().err().is_some_and(is_storage_failure);
-    let _ = reply.send(result);
-    if failed {
-        return Err("a commit failed; restarting to reload state from the store".into());
-    }
-    Ok(())
 }

@@ -25,7 +25,7 @@ use super::AppState;
 use super::api::storage::backend_record;
 use super::auth::PageUser;
 use super::error::WebError;
-use crate::storage::registry::{Provenance, ResolveError, fields};
+use crate::storage::registry::{Provenance, ResolveError, S3Fields};
 
 /// How long Test waits for a backend before calling it unreachable.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,16 +99,16 @@ impl BackendForm {
     }
 
     fn of(r: &RecordSummary) -> BackendForm {
-        let get = |k: &str| r.settings.get(k).cloned().unwrap_or_default();
+        let f = S3Fields::read(&r.settings);
         BackendForm {
             id: Some(r.id),
             name: r.name.clone(),
-            endpoint: get(fields::ENDPOINT),
-            region: get(fields::REGION),
-            bucket: get(fields::BUCKET),
-            prefix: get(fields::PREFIX),
-            path_style: get(fields::PATH_STYLE) != "false",
-            access_key_id: get(fields::ACCESS_KEY_ID),
+            endpoint: f.endpoint,
+            region: f.region,
+            bucket: f.bucket,
+            prefix: f.prefix,
+            path_style: f.path_style,
+            access_key_id: f.access_key_id,
         }
     }
 
@@ -319,15 +319,18 @@ async fn put(
     form: Result<Form<BackendInput>, FormRejection>,
 ) -> Result<RecordSummary, WebError> {
     let Form(input) = form.map_err(|e| flash(StatusCode::UNPROCESSABLE_ENTITY, e.body_text()))?;
+    let fields = S3Fields {
+        endpoint: input.endpoint,
+        region: input.region,
+        bucket: input.bucket,
+        prefix: input.prefix,
+        path_style: input.path_style.is_some(),
+        access_key_id: input.access_key_id,
+    };
     let record = backend_record(
         id,
         input.name.trim(),
-        &input.endpoint,
-        Some(&input.region),
-        &input.bucket,
-        Some(&input.prefix),
-        input.path_style.is_some(),
-        &input.access_key_id,
+        &fields,
         Some(input.secret_access_key),
         &state.registry.reserved_names(),
     )

@@ -13,6 +13,11 @@ pub fn to_xml<T: Serialize>(root: &str, value: &T) -> String {
     format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}")
 }
 
+/// Parses an XML request body; the error says what is wrong with it.
+pub fn from_xml<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    quick_xml::de::from_reader(body).map_err(|e| e.to_string())
+}
+
 /// Milliseconds since the epoch as S3 writes timestamps in XML (`2026-12-04T17:03:00.000Z`).
 pub fn timestamp(ms: i64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -290,20 +290,57 @@ fn user_info(r: &ResolvedRecord) -> BackendInfo {
     }
 }
 
+/// The non-secret settings of an `s3` backend record, read from its settings map in one place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Fields {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+}
+
+impl S3Fields {
+    pub fn read(settings: &std::collections::BTreeMap<String, String>) -> S3Fields {
+        let get = |k: &str| settings.get(k).cloned().unwrap_or_default();
+        S3Fields {
+            endpoint: get(fields::ENDPOINT),
+            region: get(fields::REGION),
+            bucket: get(fields::BUCKET),
+            prefix: get(fields::PREFIX),
+            path_style: get(fields::PATH_STYLE) != "false",
+            access_key_id: get(fields::ACCESS_KEY_ID),
+        }
+    }
+
+    /// The settings map a vault record stores.
+    pub fn to_settings(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::from([
+            (fields::ENDPOINT.to_owned(), self.endpoint.clone()),
+            (fields::REGION.to_owned(), self.region.clone()),
+            (fields::BUCKET.to_owned(), self.bucket.clone()),
+            (fields::PREFIX.to_owned(), self.prefix.clone()),
+            (fields::PATH_STYLE.to_owned(), self.path_style.to_string()),
+            (fields::ACCESS_KEY_ID.to_owned(), self.access_key_id.clone()),
+        ])
+    }
+}
+
 /// The S3 settings of a user's backend record.
 pub fn settings_of(r: &ResolvedRecord) -> Result<S3Settings, ResolveError> {
-    let get = |k: &str| r.body.settings.get(k).cloned().unwrap_or_default();
     let missing = |what: &str| ResolveError::Misconfigured {
         name: r.name.clone(),
         reason: format!("{what} is not set"),
     };
+    let f = S3Fields::read(&r.body.settings);
     let settings = S3Settings {
-        endpoint: get(fields::ENDPOINT),
-        region: get(fields::REGION),
-        bucket: get(fields::BUCKET),
-        prefix: get(fields::PREFIX),
-        path_style: get(fields::PATH_STYLE) != "false",
-        access_key_id: get(fields::ACCESS_KEY_ID),
+        endpoint: f.endpoint,
+        region: f.region,
+        bucket: f.bucket,
+        prefix: f.prefix,
+        path_style: f.path_style,
+        access_key_id: f.access_key_id,
         secret_access_key: r
             .body
             .secrets

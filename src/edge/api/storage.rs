@@ -13,7 +13,7 @@ use crate::edge::AppState;
 use crate::edge::auth::ApiUser;
 use crate::edge::error::ApiError;
 use crate::s3::credentials::{self, Access, Backends, Scope};
-use crate::storage::registry::ResolveError;
+use crate::storage::registry::{ResolveError, S3Fields};
 
 /// A backend the caller can use.
 #[derive(Debug, Serialize, ToSchema)]
@@ -225,39 +225,34 @@ pub(super) struct BackendDetail {
     uri: String,
 }
 
-/// Validates and turns the body into a vault record.
+/// Validates an `s3` backend's settings and turns them into a vault record (the API's and the
+/// Settings page's one validation).
 pub(crate) fn backend_record(
     id: Option<uuid::Uuid>,
     name: &str,
-    endpoint: &str,
-    region: Option<&str>,
-    bucket: &str,
-    prefix: Option<&str>,
-    path_style: bool,
-    access_key_id: &str,
+    fields: &S3Fields,
     secret: Option<String>,
     reserved: &[String],
 ) -> Result<larder_actors::vault::PutRecord, String> {
-    use crate::storage::registry::fields;
     larder_actors::vault::validate_name(name).map_err(|e| e.to_string())?;
     if reserved.iter().any(|r| r == name) {
         return Err(format!(
             "\"{name}\" is the name of a built-in or shared backend"
         ));
     }
-    let url = url::Url::parse(endpoint.trim())
-        .map_err(|_| format!("the endpoint {endpoint:?} is not a URL"))?;
+    let endpoint = fields.endpoint.trim();
+    let url =
+        url::Url::parse(endpoint).map_err(|_| format!("the endpoint {endpoint:?} is not a URL"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("the endpoint must be an http:// or https:// URL".into());
     }
-    if bucket.trim().is_empty() {
+    if fields.bucket.trim().is_empty() {
         return Err("the bucket is required".into());
     }
-    if access_key_id.trim().is_empty() {
+    if fields.access_key_id.trim().is_empty() {
         return Err("the access key id is required".into());
     }
-    let region = region
-        .map(str::trim)
+    let region = Some(fields.region.trim())
         .filter(|r| !r.is_empty())
         .unwrap_or("us-east-1");
     if !region
@@ -269,50 +264,40 @@ pub(crate) fn backend_record(
     if id.is_none() && secret.as_deref().is_none_or(str::is_empty) {
         return Err("the secret access key is required".into());
     }
-    let settings = std::collections::BTreeMap::from([
-        (
-            fields::ENDPOINT.to_owned(),
-            endpoint.trim().trim_end_matches('/').to_owned(),
-        ),
-        (fields::REGION.to_owned(), region.to_owned()),
-        (fields::BUCKET.to_owned(), bucket.trim().to_owned()),
-        (
-            fields::PREFIX.to_owned(),
-            prefix
-                .unwrap_or_default()
-                .trim()
-                .trim_matches('/')
-                .to_owned(),
-        ),
-        (fields::PATH_STYLE.to_owned(), path_style.to_string()),
-        (
-            fields::ACCESS_KEY_ID.to_owned(),
-            access_key_id.trim().to_owned(),
-        ),
-    ]);
+    let normalised = S3Fields {
+        endpoint: endpoint.trim_end_matches('/').to_owned(),
+        region: region.to_owned(),
+        bucket: fields.bucket.trim().to_owned(),
+        prefix: fields.prefix.trim().trim_matches('/').to_owned(),
+        path_style: fields.path_style,
+        access_key_id: fields.access_key_id.trim().to_owned(),
+    };
     // Blank means "keep the stored secret".
     let secret = secret.filter(|s| !s.is_empty());
     Ok(larder_actors::vault::PutRecord {
         id,
         kind: larder_actors::vault::RecordKind::Backend,
         name: name.to_owned(),
-        settings,
-        secrets: std::collections::BTreeMap::from([(fields::SECRET_ACCESS_KEY.to_owned(), secret)]),
+        settings: normalised.to_settings(),
+        secrets: std::collections::BTreeMap::from([(
+            crate::storage::registry::fields::SECRET_ACCESS_KEY.to_owned(),
+            secret,
+        )]),
     })
 }
 
 fn detail(r: larder_actors::vault::RecordSummary) -> BackendDetail {
     use crate::storage::registry::fields;
-    let get = |k: &str| r.settings.get(k).cloned().unwrap_or_default();
+    let f = S3Fields::read(&r.settings);
     BackendDetail {
         id: r.id,
         uri: format!("store://{}/", r.name),
-        endpoint: get(fields::ENDPOINT),
-        region: get(fields::REGION),
-        bucket: get(fields::BUCKET),
-        prefix: get(fields::PREFIX),
-        path_style: get(fields::PATH_STYLE) != "false",
-        access_key_id: get(fields::ACCESS_KEY_ID),
+        endpoint: f.endpoint,
+        region: f.region,
+        bucket: f.bucket,
+        prefix: f.prefix,
+        path_style: f.path_style,
+        access_key_id: f.access_key_id,
         has_secret: r
             .secret_names
             .iter()
@@ -338,15 +323,18 @@ async fn put_backend(
     id: Option<uuid::Uuid>,
     body: BackendIn,
 ) -> Result<BackendDetail, ApiError> {
+    let fields = S3Fields {
+        endpoint: body.endpoint,
+        region: body.region.unwrap_or_default(),
+        bucket: body.bucket,
+        prefix: body.prefix.unwrap_or_default(),
+        path_style: body.path_style.unwrap_or(true),
+        access_key_id: body.access_key_id,
+    };
     let record = backend_record(
         id,
         &body.name,
-        &body.endpoint,
-        body.region.as_deref(),
-        &body.bucket,
-        body.prefix.as_deref(),
-        body.path_style.unwrap_or(true),
-        &body.access_key_id,
+        &fields,
         body.secret_access_key,
         &state.registry.reserved_names(),
     )
