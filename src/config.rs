@@ -40,6 +40,8 @@ pub struct KeysConfig {
     pub vault: Vec<String>,
     /// The proxy-credential MAC key, base64 of 32 bytes.
     pub proxy_mac: Option<String>,
+    /// The Ed25519 access-token signing key: its 32-byte seed, base64.
+    pub jwt_signing: Option<String>,
 }
 
 /// Where users' objects live.

@@ -101,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .route("/s3", any(s3_on_origin))
         .route("/s3/{*path}", any(s3_on_origin))
         .route("/healthz", get(pages::healthz))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/metrics", get(metrics::render))
         .route("/static/{version}/{*path}", get(assets::versioned))
         .route("/samples/{*path}", get(assets::sample))
@@ -138,6 +139,11 @@ pub fn app(state: AppState) -> Router {
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
                    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// `GET /.well-known/jwks.json`: the public key access tokens are signed with.
+async fn jwks(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "keys": [state.keys.jwt.public_jwk()] }))
+}
 
 /// The S3 proxy under `/s3` on the main origin (the island's same-origin endpoint).
 async fn s3_on_origin(

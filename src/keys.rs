@@ -1,6 +1,7 @@
-//! The node's secret keys, one per job: the vault keyring (sealing credentials at rest) and the
-//! proxy-credential MAC key (minting and checking S3 proxy credentials). The JWT signing key
-//! joins them with the identity issue.
+//! The node's secret keys, one per job: the vault keyring (sealing credentials at rest), the
+//! proxy-credential MAC key (minting and checking S3 proxy credentials), and the Ed25519 key
+//! that signs access tokens (EdDSA JWTs; its public half is published at
+//! `/.well-known/jwks.json`).
 //!
 //! Each comes from the configuration (`[keys]`, or `LARDER_KEYS__*`), which a cluster needs so
 //! every node agrees, or else is generated on first start into `<data_dir>/keys/` (directory
@@ -37,11 +38,54 @@ pub enum KeySource {
     File,
 }
 
+/// The access-token signing key (Ed25519). Never printed.
+#[derive(Clone)]
+pub struct JwtKey(ed25519_dalek::SigningKey);
+
+impl std::fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JwtKey(kid {})", self.kid())
+    }
+}
+
+impl JwtKey {
+    fn from_seed(seed: [u8; 32]) -> JwtKey {
+        JwtKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The key id published with it: the first 16 hex digits of the public key's SHA-256.
+    pub fn kid(&self) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(self.0.verifying_key().to_bytes());
+        hex::encode(&digest[..8])
+    }
+
+    /// The private key as PKCS#8 PEM, for a JWT library's encoding key.
+    #[cfg_attr(not(test), allow(dead_code))] // the identity issue's token signer uses it
+    pub fn pkcs8_pem(&self) -> anyhow::Result<String> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        Ok(self.0.to_pkcs8_pem(Default::default())?.to_string())
+    }
+
+    /// The public key as a JWK (RFC 8037, OKP / Ed25519).
+    pub fn public_jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0.verifying_key().to_bytes()),
+            "kid": self.kid(),
+            "use": "sig",
+            "alg": "EdDSA",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Keys {
     pub keyring: SharedKeyring,
     pub vault_source: KeySource,
     pub proxy: ProxyKey,
+    pub jwt: JwtKey,
     dir: PathBuf,
 }
 
@@ -60,31 +104,21 @@ impl Keys {
         } else {
             (parse_vault_keys(&config.vault)?, KeySource::Config)
         };
-        let proxy = match &config.proxy_mac {
-            Some(b64) => ProxyKey(
-                decode_key(b64).context("invalid `keys.proxy_mac`: expected 32 bytes, base64")?,
-            ),
-            None => {
-                let path = dir.join("proxy-mac.key");
-                if path.exists() {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    ProxyKey(
-                        decode_key(&text)
-                            .with_context(|| format!("{} is not a valid key", path.display()))?,
-                    )
-                } else {
-                    let key = VaultKey::generate();
-                    create_private_dir(&dir)?;
-                    write_private_file(&path, &key.to_base64())?;
-                    ProxyKey(decode_key(&key.to_base64()).expect("fresh key"))
-                }
-            }
-        };
+        let proxy = ProxyKey(load_key(
+            config.proxy_mac.as_deref(),
+            "keys.proxy_mac",
+            &dir.join("proxy-mac.key"),
+        )?);
+        let jwt = JwtKey::from_seed(load_key(
+            config.jwt_signing.as_deref(),
+            "keys.jwt_signing",
+            &dir.join("jwt-ed25519.key"),
+        )?);
         Ok(Keys {
             keyring: Arc::new(RwLock::new(keyring)),
             vault_source,
             proxy,
+            jwt,
             dir,
         })
     }
@@ -103,6 +137,30 @@ impl Keys {
         *ring = next;
         Ok(version)
     }
+}
+
+/// A 32-byte key: from the configuration (`key`, base64) if set, else from `file` (created with
+/// fresh random bytes, 0600, on first start).
+fn load_key(configured: Option<&str>, key: &str, file: &Path) -> anyhow::Result<[u8; 32]> {
+    if let Some(b64) = configured {
+        return decode_key(b64)
+            .with_context(|| format!("invalid `{key}`: expected 32 bytes, base64"));
+    }
+    if file.exists() {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return decode_key(&text).with_context(|| format!("{} is not a valid key", file.display()));
+    }
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    if let Some(dir) = file.parent() {
+        create_private_dir(dir)?;
+    }
+    write_private_file(
+        file,
+        &base64::engine::general_purpose::STANDARD.encode(bytes),
+    )?;
+    Ok(bytes)
 }
 
 fn decode_key(b64: &str) -> anyhow::Result<[u8; 32]> {
@@ -206,7 +264,7 @@ mod tests {
     fn generated_keys_are_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let a = Keys::load(&KeysConfig::default(), dir.path()).unwrap();
-        for f in ["vault.json", "proxy-mac.key"] {
+        for f in ["vault.json", "proxy-mac.key", "jwt-ed25519.key"] {
             let mode = std::fs::metadata(dir.path().join("keys").join(f))
                 .unwrap()
                 .permissions()
@@ -215,6 +273,22 @@ mod tests {
         }
         let b = Keys::load(&KeysConfig::default(), dir.path()).unwrap();
         assert_eq!(a.proxy.0, b.proxy.0);
+        assert_eq!(a.jwt.kid(), b.jwt.kid(), "the signing key is reused");
+        assert_ne!(a.proxy.0, a.jwt.0.to_bytes(), "one key per job");
+        assert!(
+            a.jwt
+                .pkcs8_pem()
+                .unwrap()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        let jwk = a.jwt.public_jwk();
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        assert!(!jwk.to_string().contains(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(a.jwt.0.to_bytes())
+        ));
         let user = larder_actors::UserId::new();
         let id = uuid::Uuid::now_v7();
         let sealed = a.keyring.read().unwrap().seal(&user, &id, b"x");
@@ -243,6 +317,7 @@ mod tests {
         let config = KeysConfig {
             vault: vec![format!("3:{key}")],
             proxy_mac: Some(key.clone()),
+            jwt_signing: Some(VaultKey::generate().to_base64()),
         };
         let keys = Keys::load(&config, dir.path()).unwrap();
         assert_eq!(keys.keyring.read().unwrap().current_version(), 3);
@@ -254,7 +329,7 @@ mod tests {
 
         let bad = KeysConfig {
             vault: vec!["x".into()],
-            proxy_mac: None,
+            ..KeysConfig::default()
         };
         assert!(
             Keys::load(&bad, dir.path())
@@ -263,8 +338,8 @@ mod tests {
                 .contains("keys.vault")
         );
         let bad = KeysConfig {
-            vault: vec![],
             proxy_mac: Some("c2hvcnQ=".into()),
+            ..KeysConfig::default()
         };
         assert!(
             Keys::load(&bad, dir.path())

@@ -140,6 +140,23 @@ async fn health_metrics_and_openapi() {
     }
     assert!(doc["components"]["schemas"]["SavedQueryOut"].is_object());
     assert!(doc["components"]["securitySchemes"]["session"].is_object());
+
+    let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", larder.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(
+        (keys[0]["kty"].as_str(), keys[0]["alg"].as_str()),
+        (Some("OKP"), Some("EdDSA"))
+    );
+    assert!(
+        keys[0].get("d").is_none(),
+        "only the public half is published"
+    );
 }
 
 #[tokio::test]
