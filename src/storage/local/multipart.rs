@@ -347,7 +347,7 @@ fn concatenate(
             .into());
         }
     }
-    out.sync_all()?;
+    out.sync_data()?;
     Ok(Staged {
         temp,
         file: out,

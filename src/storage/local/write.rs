@@ -13,8 +13,9 @@ use super::blocking;
 use crate::storage::{ByteStream, StorageError};
 
 /// Bytes gathered before they are handed to a blocking write. At most two batches (one being
-/// written, one filling) and one chunk of the body are in memory per write.
-const BATCH_BYTES: usize = 1024 * 1024;
+/// written, one filling) and one chunk of the body are in memory per write. Small enough that
+/// even a 1 MiB body is written while it is still arriving.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// A file in `.larder/tmp/`, removed when dropped unless [`TempFile::committed`] was called:
 /// an error, a failed precondition or a cancelled request leaves nothing behind.
@@ -162,7 +163,8 @@ pub(super) async fn receive(
         if finished {
             let (file, md5) = blocking(move || {
                 sink.write(full)?;
-                sink.file.sync_all()?;
+                // fdatasync: the data and the size needed to read it; mtime need not be durable.
+                sink.file.sync_data()?;
                 Ok((sink.file, sink.md5.finalize().into()))
             })
             .await?;
