@@ -25,7 +25,7 @@ use super::AppState;
 use super::api::storage::backend_record;
 use super::auth::PageUser;
 use super::error::WebError;
-use crate::storage::registry::{Provenance, ResolveError, S3Fields};
+use crate::storage::registry::{Provenance, ResolveError, S3Fields, shared_prefix};
 
 /// How long Test waits for a backend before calling it unreachable.
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,12 +76,7 @@ pub struct BackendForm {
     /// `None` for the add form.
     pub id: Option<Uuid>,
     pub name: String,
-    pub endpoint: String,
-    pub region: String,
-    pub bucket: String,
-    pub prefix: String,
-    pub path_style: bool,
-    pub access_key_id: String,
+    pub fields: S3Fields,
 }
 
 impl BackendForm {
@@ -89,26 +84,19 @@ impl BackendForm {
         BackendForm {
             id: None,
             name: String::new(),
-            endpoint: String::new(),
-            region: "us-east-1".to_owned(),
-            bucket: String::new(),
-            prefix: String::new(),
-            path_style: true,
-            access_key_id: String::new(),
+            fields: S3Fields {
+                region: "us-east-1".to_owned(),
+                path_style: true,
+                ..S3Fields::default()
+            },
         }
     }
 
     fn of(r: &RecordSummary) -> BackendForm {
-        let f = S3Fields::read(&r.settings);
         BackendForm {
             id: Some(r.id),
             name: r.name.clone(),
-            endpoint: f.endpoint,
-            region: f.region,
-            bucket: f.bucket,
-            prefix: f.prefix,
-            path_style: f.path_style,
-            access_key_id: f.access_key_id,
+            fields: S3Fields::read(&r.settings),
         }
     }
 
@@ -263,17 +251,15 @@ async fn views(state: &AppState, user: UserId) -> Result<BackendList, WebError> 
                         .map(|s| S3Location {
                             endpoint: s.endpoint.as_str().trim_end_matches('/').to_owned(),
                             bucket: s.bucket.clone(),
-                            // Each user has their own part of a shared backend (see the registry).
-                            prefix: format!("{}/users/{user}/", s.prefix.trim_matches('/'))
-                                .trim_start_matches('/')
-                                .to_owned(),
+                            // Each user has their own part of a shared backend.
+                            prefix: shared_prefix(s, user),
                             region: s.region.clone(),
                             path_style: s.path_style,
                         }),
                     Provenance::User => records
                         .iter()
                         .find(|r| Some(r.id) == info.id)
-                        .map(BackendForm::of)
+                        .map(|r| S3Fields::read(&r.settings))
                         .map(|f| S3Location {
                             endpoint: f.endpoint,
                             bucket: f.bucket,

@@ -241,12 +241,12 @@ impl Registry {
                 ),
             }
         })?;
-        let prefix = format!("{}/users/{user}/", shared.prefix.trim_matches('/'));
+        let prefix = shared_prefix(shared, user);
         let settings = S3Settings {
             endpoint: shared.endpoint.to_string(),
             region: shared.region.clone(),
             bucket: shared.bucket.clone(),
-            prefix: prefix.trim_start_matches('/').to_owned(),
+            prefix,
             path_style: shared.path_style,
             access_key_id: shared.access_key_id.clone(),
             secret_access_key: secret,
@@ -261,6 +261,13 @@ impl Registry {
             backend,
         })
     }
+}
+
+/// The part of a shared backend that belongs to `user`: `<prefix>/users/<user id>/`.
+pub fn shared_prefix(shared: &SharedBackendConfig, user: UserId) -> String {
+    format!("{}/users/{user}/", shared.prefix.trim_matches('/'))
+        .trim_start_matches('/')
+        .to_owned()
 }
 
 fn local_info() -> BackendInfo {
@@ -314,6 +321,19 @@ impl S3Fields {
         }
     }
 
+    /// What the `s3` backend is built from: these settings plus the secret.
+    pub fn with_secret(self, secret_access_key: String) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint,
+            region: self.region,
+            bucket: self.bucket,
+            prefix: self.prefix,
+            path_style: self.path_style,
+            access_key_id: self.access_key_id,
+            secret_access_key,
+        }
+    }
+
     /// The settings map a vault record stores.
     pub fn to_settings(&self) -> std::collections::BTreeMap<String, String> {
         std::collections::BTreeMap::from([
@@ -334,28 +354,21 @@ pub fn settings_of(r: &ResolvedRecord) -> Result<S3Settings, ResolveError> {
         reason: format!("{what} is not set"),
     };
     let f = S3Fields::read(&r.body.settings);
-    let settings = S3Settings {
-        endpoint: f.endpoint,
-        region: f.region,
-        bucket: f.bucket,
-        prefix: f.prefix,
-        path_style: f.path_style,
-        access_key_id: f.access_key_id,
-        secret_access_key: r
-            .body
-            .secrets
-            .get(fields::SECRET_ACCESS_KEY)
-            .cloned()
-            .ok_or_else(|| missing("the secret access key"))?,
-    };
-    if settings.endpoint.is_empty() {
+    if f.endpoint.is_empty() {
         return Err(missing("the endpoint"));
     }
-    if settings.bucket.is_empty() {
+    if f.bucket.is_empty() {
         return Err(missing("the bucket"));
     }
-    if settings.access_key_id.is_empty() {
+    if f.access_key_id.is_empty() {
         return Err(missing("the access key id"));
     }
+    let secret = r
+        .body
+        .secrets
+        .get(fields::SECRET_ACCESS_KEY)
+        .cloned()
+        .ok_or_else(|| missing("the secret access key"))?;
+    let settings = f.with_secret(secret);
     Ok(settings)
 }
