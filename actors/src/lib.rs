@@ -18,6 +18,7 @@
 #![warn(unreachable_pub)]
 
 pub mod accounts;
+pub mod catalog;
 mod ids;
 pub mod library;
 pub mod node;
