@@ -16,9 +16,11 @@ use ractor::{ActorRef, Message, RpcReplyPort};
 
 use crate::UserId;
 use crate::accounts::AccountsMsg;
+use crate::catalog::CatalogMsg;
 use crate::library::LibraryMsg;
 use crate::node::NodeMsg;
 use crate::roster::{ActorInfo, Roster};
+use crate::session::SessionMsg;
 use crate::user::{UserHandles, UserMsg};
 use crate::vault::VaultMsg;
 
@@ -100,6 +102,34 @@ impl Placement {
     ) -> Result<R, ActorError> {
         self.call_with_retry(
             || async move { Ok(self.user(user).await?.vault) },
+            || {},
+            build,
+        )
+        .await
+    }
+
+    /// Calls the user's Catalog, re-resolving it if it was passivated or restarted meanwhile.
+    pub async fn catalog<R: Send + 'static>(
+        &self,
+        user: UserId,
+        build: impl Fn(RpcReplyPort<R>) -> CatalogMsg,
+    ) -> Result<R, ActorError> {
+        self.call_with_retry(
+            || async move { Ok(self.user(user).await?.catalog) },
+            || {},
+            build,
+        )
+        .await
+    }
+
+    /// Calls the user's Session, re-resolving it if it was passivated or restarted meanwhile.
+    pub async fn session<R: Send + 'static>(
+        &self,
+        user: UserId,
+        build: impl Fn(RpcReplyPort<R>) -> SessionMsg,
+    ) -> Result<R, ActorError> {
+        self.call_with_retry(
+            || async move { Ok(self.user(user).await?.session) },
             || {},
             build,
         )

@@ -20,6 +20,8 @@ pub enum ActorKind {
     User,
     Library,
     Vault,
+    Catalog,
+    Session,
 }
 
 impl ActorKind {
@@ -30,6 +32,8 @@ impl ActorKind {
             ActorKind::User => "user",
             ActorKind::Library => "library",
             ActorKind::Vault => "vault",
+            ActorKind::Catalog => "catalog",
+            ActorKind::Session => "session",
         }
     }
 }

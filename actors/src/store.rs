@@ -27,6 +27,8 @@ pub enum StoreError {
     },
     #[error("cannot encode record: {0}")]
     Encode(serde_json::Error),
+    #[error("could not make the change durable: {0}")]
+    Flush(Arc<str>),
 }
 
 /// Who a partition's state belongs to.
@@ -47,9 +49,9 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub trait StateBackend: Send + Sync + 'static {
     fn get(&self, kind: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     fn scan_prefix(&self, kind: &str, prefix: &[u8]) -> Result<Entries, StoreError>;
-    /// Applies every op atomically and returns once they are durable.
-    fn commit(&self, kind: &str, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
-    /// Forces everything written so far to disk.
+    /// Applies every op atomically: later reads see all of them or none. Not yet durable.
+    fn apply(&self, kind: &str, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError>;
+    /// Forces everything applied so far to disk.
     fn flush(&self) -> Result<(), StoreError>;
 }
 
@@ -74,7 +76,7 @@ impl StateBackend for SledBackend {
             .collect()
     }
 
-    fn commit(&self, kind: &str, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+    fn apply(&self, kind: &str, ops: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
         let tree = self.db.open_tree(kind)?;
         let mut batch = sled::Batch::default();
         for (key, value) in ops {
@@ -84,7 +86,6 @@ impl StateBackend for SledBackend {
             }
         }
         tree.apply_batch(batch)?;
-        tree.flush()?;
         Ok(())
     }
 
@@ -98,6 +99,7 @@ impl StateBackend for SledBackend {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn StateBackend>,
+    flusher: Flusher,
 }
 
 impl std::fmt::Debug for Store {
@@ -129,7 +131,8 @@ impl Store {
     }
 
     pub fn with_backend(backend: Arc<dyn StateBackend>) -> Store {
-        Store { backend }
+        let flusher = Flusher::start(backend.clone());
+        Store { backend, flusher }
     }
 
     /// A view of one kind of state (e.g. `"library"`) for one owner.
@@ -145,6 +148,7 @@ impl Store {
         };
         Partition {
             backend: self.backend.clone(),
+            flusher: self.flusher.clone(),
             kind,
             prefix: Arc::from(prefix),
         }
@@ -160,6 +164,7 @@ impl Store {
 #[derive(Clone)]
 pub struct Partition {
     backend: Arc<dyn StateBackend>,
+    flusher: Flusher,
     kind: &'static str,
     prefix: Arc<[u8]>,
 }
@@ -235,27 +240,91 @@ impl Partition {
     }
 
     /// Applies `changes` atomically, then waits until they are on disk. Callers reply to their
-    /// own callers only after this returns `Ok`: acknowledged means durable. The write and its
-    /// fsync run on the blocking pool, so a slow disk never stalls the async workers that serve
-    /// every other request.
+    /// own callers only after this returns `Ok`: acknowledged means durable. The write runs on
+    /// the blocking pool and the fsync on the store's flusher thread, so a slow disk never
+    /// stalls the async workers that serve every other request.
     pub async fn commit(&self, changes: Changes) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let ops = changes
-            .ops
-            .into_iter()
-            .map(|(key, value)| (self.full_key(&key), value))
-            .collect();
-        let backend = self.backend.clone();
-        let kind = self.kind;
-        tokio::task::spawn_blocking(move || backend.commit(kind, ops))
+        let this = self.clone();
+        let durable = tokio::task::spawn_blocking(move || this.apply(changes))
             .await
-            .map_err(|e| {
-                StoreError::Sled(sled::Error::ReportableBug(format!(
-                    "commit task failed: {e}"
-                )))
-            })?
+            .map_err(|e| StoreError::Flush(format!("commit task failed: {e}").into()))??;
+        durable.await
+    }
+
+    /// Applies `changes` atomically now and returns what resolves once they are on disk: the
+    /// group-commit path for actors that answer many writes per fsync. The changes are visible
+    /// to reads at once; a caller must not acknowledge them (or anything that read them) before
+    /// [`Durable`] resolves. Runs on the calling thread: sled's apply is an in-memory write.
+    pub fn apply(&self, changes: Changes) -> Result<Durable, StoreError> {
+        if !changes.is_empty() {
+            let ops = changes
+                .ops
+                .into_iter()
+                .map(|(key, value)| (self.full_key(&key), value))
+                .collect();
+            self.backend.apply(self.kind, ops)?;
+        }
+        Ok(self.flusher.request())
+    }
+}
+
+/// Resolves once everything applied before it was requested is on disk.
+pub struct Durable(tokio::sync::oneshot::Receiver<Result<(), Arc<str>>>);
+
+impl std::future::Future for Durable {
+    type Output = Result<(), StoreError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Flush(e)),
+            Err(_) => Err(StoreError::Flush("the store's flusher stopped".into())),
+        })
+    }
+}
+
+/// Group commit: one thread fsyncs on behalf of every writer. A flush covers every batch applied
+/// before it started, so all requests waiting when it starts are answered by it: with many
+/// concurrent writers (or one pipelined writer) each fsync acknowledges many commits.
+#[derive(Clone)]
+struct Flusher {
+    requests: std::sync::mpsc::Sender<tokio::sync::oneshot::Sender<Result<(), Arc<str>>>>,
+}
+
+impl Flusher {
+    fn start(backend: Arc<dyn StateBackend>) -> Flusher {
+        let (requests, waiting) =
+            std::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Result<(), Arc<str>>>>();
+        std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || {
+                // Ends when every Store and Partition (every sender) is gone.
+                while let Ok(first) = waiting.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(waiting.try_iter());
+                    let result = backend.flush().map_err(|e| Arc::from(e.to_string()));
+                    metrics::counter!("larder_store_flushes_total").increment(1);
+                    metrics::counter!("larder_store_flushed_commits_total")
+                        .increment(batch.len() as u64);
+                    for reply in batch {
+                        let _ = reply.send(result.clone());
+                    }
+                }
+            })
+            .expect("cannot start the store's flusher thread");
+        Flusher { requests }
+    }
+
+    fn request(&self) -> Durable {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A send fails only if the thread is gone; the receiver then reports that.
+        let _ = self.requests.send(tx);
+        Durable(rx)
     }
 }
 

@@ -3,8 +3,9 @@
 //! A *virtual* actor: the node spawns it on first use and drains it after an idle timeout; its
 //! children reload their state from the store, so activation is invisible to callers. It restarts
 //! a failed child with back-off and, while the child is down, holds requests for handles until
-//! the child is back. Its children today: `Library` and `Vault`; Catalog, Session and
-//! Scheduler join [`UserHandles`] in later issues.
+//! the child is back. Its children: `Library`, `Vault`, `Catalog` and `Session` (the Scheduler
+//! joins [`UserHandles`] with load jobs). It owns the catalog's [`Announcer`] and points it at
+//! each new Session.
 
 use std::collections::HashMap;
 
@@ -12,8 +13,10 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use ractor_cluster::RactorMessage;
 
 use crate::UserId;
+use crate::catalog::{Announcer, Catalog, CatalogArgs, CatalogMsg};
 use crate::library::{Library, LibraryArgs, LibraryMsg};
 use crate::roster::{ActorKey, ActorKind, Roster};
+use crate::session::{Session, SessionArgs, SessionMsg};
 use crate::store::{Owner, Store};
 use crate::supervision::{Backoff, RestartPolicy};
 use crate::vault::{SharedKeyring, Vault, VaultArgs, VaultMsg};
@@ -25,6 +28,8 @@ pub struct UserHandles {
     pub user: UserId,
     pub library: ActorRef<LibraryMsg>,
     pub vault: ActorRef<VaultMsg>,
+    pub catalog: ActorRef<CatalogMsg>,
+    pub session: ActorRef<SessionMsg>,
 }
 
 /// Messages to a [`UserSupervisor`]. Node-local: remote edges reach the children directly.
@@ -36,8 +41,14 @@ pub enum UserMsg {
     Restart(ActorKind),
 }
 
-/// The kinds of child every user tree has, in start order.
-const CHILDREN: [ActorKind; 2] = [ActorKind::Library, ActorKind::Vault];
+/// The kinds of child every user tree has, in start order (the Session before the Catalog, so
+/// the first commits already have someone to announce them to).
+const CHILDREN: [ActorKind; 4] = [
+    ActorKind::Library,
+    ActorKind::Vault,
+    ActorKind::Session,
+    ActorKind::Catalog,
+];
 
 pub struct UserSupervisor;
 
@@ -57,6 +68,9 @@ pub struct UserState {
     keyring: SharedKeyring,
     library: Option<ActorRef<LibraryMsg>>,
     vault: Option<ActorRef<VaultMsg>>,
+    catalog: Option<ActorRef<CatalogMsg>>,
+    session: Option<ActorRef<SessionMsg>>,
+    announcer: Announcer,
     backoff: HashMap<ActorKind, Backoff>,
     waiting: Vec<RpcReplyPort<UserHandles>>,
 }
@@ -67,6 +81,8 @@ impl UserState {
             user: self.user,
             library: self.library.clone()?,
             vault: self.vault.clone()?,
+            catalog: self.catalog.clone()?,
+            session: self.session.clone()?,
         })
     }
 
@@ -99,6 +115,30 @@ impl UserState {
                 };
                 self.vault = Some(Actor::spawn_linked(None, Vault, args, supervisor).await?.0);
             }
+            ActorKind::Catalog => {
+                let args = CatalogArgs {
+                    user: self.user,
+                    partition: self.store.partition("catalog", &owner),
+                    roster: self.roster.clone(),
+                    announcer: self.announcer.clone(),
+                };
+                self.catalog = Some(
+                    Actor::spawn_linked(None, Catalog, args, supervisor)
+                        .await?
+                        .0,
+                );
+            }
+            ActorKind::Session => {
+                let args = SessionArgs {
+                    user: self.user,
+                    roster: self.roster.clone(),
+                };
+                let session = Actor::spawn_linked(None, Session, args, supervisor)
+                    .await?
+                    .0;
+                self.announcer.set(Some(session.clone()));
+                self.session = Some(session);
+            }
             other => unreachable!("{other:?} is not a child of a user's tree"),
         }
         if let Some(b) = self.backoff.get_mut(&kind) {
@@ -115,10 +155,15 @@ impl UserState {
     /// Which child, if any, `cell` is.
     fn child_kind(&self, cell: &ActorCell) -> Option<ActorKind> {
         let id = cell.get_id();
-        if self.library.as_ref().is_some_and(|a| a.get_id() == id) {
+        let is = |a: Option<ActorCell>| a.is_some_and(|a| a.get_id() == id);
+        if is(self.library.as_ref().map(|a| a.get_cell())) {
             Some(ActorKind::Library)
-        } else if self.vault.as_ref().is_some_and(|a| a.get_id() == id) {
+        } else if is(self.vault.as_ref().map(|a| a.get_cell())) {
             Some(ActorKind::Vault)
+        } else if is(self.catalog.as_ref().map(|a| a.get_cell())) {
+            Some(ActorKind::Catalog)
+        } else if is(self.session.as_ref().map(|a| a.get_cell())) {
+            Some(ActorKind::Session)
         } else {
             None
         }
@@ -128,6 +173,11 @@ impl UserState {
         match kind {
             ActorKind::Library => self.library = None,
             ActorKind::Vault => self.vault = None,
+            ActorKind::Catalog => self.catalog = None,
+            ActorKind::Session => {
+                self.announcer.set(None);
+                self.session = None;
+            }
             _ => {}
         }
     }
@@ -136,6 +186,8 @@ impl UserState {
         match kind {
             ActorKind::Library => self.library.is_some(),
             ActorKind::Vault => self.vault.is_some(),
+            ActorKind::Catalog => self.catalog.is_some(),
+            ActorKind::Session => self.session.is_some(),
             _ => true,
         }
     }
@@ -171,6 +223,9 @@ impl Actor for UserSupervisor {
             keyring: args.keyring,
             library: None,
             vault: None,
+            catalog: None,
+            session: None,
+            announcer: Announcer::default(),
             backoff: CHILDREN
                 .iter()
                 .map(|k| (*k, Backoff::new(args.restart)))
