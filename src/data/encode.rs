@@ -24,10 +24,12 @@ use crate::storage::ByteStream;
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     /// The Arrow IPC streaming format (what DuckDB-WASM's `insertArrowFromIPCStream` loads).
+    #[serde(alias = "ipc", alias = "arrows")]
     Arrow,
     /// One JSON array of objects (nulls written out).
     Json,
     /// One JSON object per line.
+    #[serde(alias = "jsonl")]
     Ndjson,
     /// CSV with a header row; nested values are written as JSON text.
     Csv,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_csv::reader::{Decoder, Format as CsvFormat, ReaderBuilder};
-use arrow_schema::{ArrowError, DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use larder_actors::catalog::Format;
 
 use super::text::{RowDecoder, Sample};
@@ -190,6 +190,11 @@ fn named(schema: &Schema, header: bool) -> Schema {
             }
             let data_type = match f.data_type() {
                 DataType::Null => DataType::Utf8,
+                // DuckDB's CSV timestamps are all TIMESTAMP (microseconds), however precise
+                // the sampled values happen to be.
+                DataType::Timestamp(_, tz) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                }
                 other => other.clone(),
             };
             Field::new(name, data_type, true)

@@ -2,12 +2,18 @@
 //! either whitespace-separated (NDJSON, or pretty-printed objects one after another) or the
 //! elements of a top-level array. Both formats accept both layouts; arrow-json's decoder
 //! flattens top-level arrays, so an array of objects streams row by row like NDJSON does.
+//!
+//! Types are arrow-json's inference over the sample (keys in the order the file has them), plus
+//! what DuckDB adds: top-level strings that are all ISO dates or zone-less timestamps become
+//! DATE / TIMESTAMP, and columns that were only ever null become VARCHAR.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_array::types::Date32Type;
+use arrow_cast::parse::{Parser, string_to_timestamp_nanos};
 use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema_from_iterator};
-use arrow_schema::{ArrowError, DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use larder_actors::catalog::Format;
 use serde::de::{Deserializer as _, SeqAccess, Visitor};
 use serde_json::Value;
@@ -40,9 +46,55 @@ pub(super) fn infer(format: Format, sample: Sample) -> Result<Option<Schema>, Da
     }
     let schema = infer_json_schema_from_iterator(rows.iter().map(Ok::<_, ArrowError>))
         .map_err(|e| DataError::unreadable(format, e))?;
-    Ok(Some(Schema::new(
-        schema.fields().iter().map(settle).collect::<Vec<_>>(),
-    )))
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match temporal(f.name(), &rows) {
+            Some(t) if *f.data_type() == DataType::Utf8 => f.as_ref().clone().with_data_type(t),
+            _ => settle(f),
+        })
+        .collect();
+    Ok(Some(Schema::new(fields)))
+}
+
+/// DATE or TIMESTAMP when every sampled value of top-level field `name` is a string in ISO
+/// form (`2026-01-31`, `2026-01-31 12:00:00[.fff]`, `T` also accepted; no zone), as DuckDB's
+/// `read_json` detects them; `None` otherwise.
+fn temporal(name: &str, rows: &[Value]) -> Option<DataType> {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let date = |s: &str| {
+        s.len() == 10
+            && s.as_bytes()[4] == b'-'
+            && s.as_bytes()[7] == b'-'
+            && digits(&s[..4])
+            && digits(&s[5..7])
+            && digits(&s[8..])
+            && Date32Type::parse(s).is_some()
+    };
+    let timestamp = |s: &str| {
+        s.len() >= 19
+            && s.is_char_boundary(10)
+            && date(&s[..10])
+            && matches!(s.as_bytes()[10], b' ' | b'T')
+            && s[11..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b':' || b == b'.')
+            && string_to_timestamp_nanos(s).is_ok()
+    };
+    let mut values = rows
+        .iter()
+        .filter_map(|row| row.get(name))
+        .filter(|v| !v.is_null())
+        .peekable();
+    values.peek()?;
+    let strings: Vec<&str> = values.map(Value::as_str).collect::<Option<_>>()?;
+    if strings.iter().all(|s| date(s)) {
+        Some(DataType::Date32)
+    } else if strings.iter().all(|s| timestamp(s)) {
+        Some(DataType::Timestamp(TimeUnit::Microsecond, None))
+    } else {
+        None
+    }
 }
 
 /// Up to [`SAMPLE_ROWS`] whitespace-separated values.

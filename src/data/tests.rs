@@ -673,6 +673,38 @@ fn struct_members_are_quoted_like_duckdb() {
 }
 
 #[tokio::test]
+async fn iso_dates_and_timestamps_in_json_strings_are_typed_like_duckdb() {
+    let f = Fixture::new();
+    f.put(
+        "t.ndjson",
+        r#"{"d": "2026-01-31", "t": "2026-01-31 12:00:00", "u": "2026-01-31T12:00:00.5", "z": "2026-01-31T12:00:00Z", "s": "2026-01-31"}
+{"d": null, "t": "2026-02-01 00:00:01", "u": null, "z": null, "s": "soon"}
+"#,
+    )
+    .await;
+    let schema = f.schema("t.ndjson", Format::Ndjson).await.unwrap();
+    assert_eq!(
+        types(&schema),
+        pairs(&[
+            ("d", "DATE"),
+            ("t", "TIMESTAMP"),
+            ("u", "TIMESTAMP"),
+            // With a zone or not all dates: left as text.
+            ("z", "VARCHAR"),
+            ("s", "VARCHAR"),
+        ])
+    );
+    assert_eq!(
+        f.rows("t.ndjson", Format::Ndjson, ReadOptions::default())
+            .await,
+        [
+            json!({"d": "2026-01-31", "t": "2026-01-31T12:00:00", "u": "2026-01-31T12:00:00.500", "z": "2026-01-31T12:00:00Z", "s": "2026-01-31"}),
+            json!({"d": null, "t": "2026-02-01T00:00:01", "u": null, "z": null, "s": "soon"}),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_json_array_and_ndjson_under_the_json_format() {
     let f = Fixture::new();
     let array = format!(
@@ -934,6 +966,11 @@ async fn csv_dialects_are_sniffed() {
         f.rows("t.tsv", Format::Csv, ReadOptions::default()).await,
         [json!({"a": 1, "b": "x"}), json!({"a": 2, "b": "y"})]
     );
+    // Timestamps are TIMESTAMP (microseconds) whatever their sampled precision.
+    f.put("ts.csv", "at\n2026-01-01 10:00:00\n2026-01-01 11:00:00\n")
+        .await;
+    let schema = f.schema("ts.csv", Format::Csv).await.unwrap();
+    assert_eq!(types(&schema), pairs(&[("at", "TIMESTAMP")]));
     // Semicolons, in a .csv.
     f.put("semi.csv", "x;y\n1,5;2\n3,5;4\n").await;
     let schema = f.schema("semi.csv", Format::Csv).await.unwrap();
@@ -1298,6 +1335,14 @@ fn encodings_parse_and_name_their_content_type() {
         assert_eq!(e.as_str().parse::<Encoding>().unwrap(), e);
     }
     assert_eq!("IPC".parse::<Encoding>().unwrap(), Encoding::Arrow);
+    assert_eq!(
+        serde_json::from_value::<Encoding>(json!("ipc")).unwrap(),
+        Encoding::Arrow
+    );
+    assert_eq!(
+        serde_json::to_value(Encoding::Ndjson).unwrap(),
+        json!("ndjson")
+    );
     assert_eq!(
         Encoding::Arrow.content_type(),
         "application/vnd.apache.arrow.stream"
