@@ -58,7 +58,7 @@ use http::StatusCode;
 use larder_actors::catalog::Format;
 use serde::Deserialize;
 
-use crate::storage::{Backend, ObjectKey, StorageError};
+use crate::storage::{Backend, ObjectKey, ObjectMeta, StorageError};
 
 pub use encode::{Encoding, encode};
 pub use schema::{Column, TableSchema};
@@ -150,16 +150,19 @@ impl From<StorageError> for DataError {
 /// footer or sample) are returned by [`batches`] itself; later ones end the stream with an `Err`.
 pub struct BatchStream {
     schema: SchemaRef,
+    object: ObjectMeta,
     inner: BoxStream<'static, Result<RecordBatch, DataError>>,
 }
 
 impl BatchStream {
     fn new(
         schema: SchemaRef,
+        object: ObjectMeta,
         inner: impl Stream<Item = Result<RecordBatch, DataError>> + Send + 'static,
     ) -> BatchStream {
         BatchStream {
             schema,
+            object,
             inner: inner.boxed(),
         }
     }
@@ -168,11 +171,17 @@ impl BatchStream {
         self.schema.clone()
     }
 
+    /// The version of the object being read (its ETag, for an HTTP `ETag` or a check against
+    /// the snapshot's); a Parquet read fails with [`DataError::Changed`] if it changes.
+    pub fn object(&self) -> &ObjectMeta {
+        &self.object
+    }
+
     /// At most `limit` rows: the last batch is cut, and the source is dropped (so a text
     /// object's body stops being read) as soon as the limit is reached.
     fn limit(self, limit: Option<usize>) -> BatchStream {
         let Some(limit) = limit else { return self };
-        let schema = self.schema.clone();
+        let (schema, object) = (self.schema.clone(), self.object.clone());
         let limited =
             futures::stream::unfold((self.inner, limit), |(mut inner, left)| async move {
                 if left == 0 {
@@ -186,7 +195,7 @@ impl BatchStream {
                     Err(e) => Some((Err(e), (inner, 0))),
                 }
             });
-        BatchStream::new(schema, limited)
+        BatchStream::new(schema, object, limited)
     }
 }
 
@@ -202,6 +211,7 @@ impl std::fmt::Debug for BatchStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BatchStream")
             .field("schema", &self.schema)
+            .field("object", &self.object)
             .finish_non_exhaustive()
     }
 }

@@ -37,6 +37,7 @@ pub(super) async fn batches(
     options: &ReadOptions,
 ) -> Result<BatchStream, DataError> {
     let object = ObjectVersion::head(backend, key).await?;
+    let meta = object.meta().clone();
     let (source, metadata) = open(object).await?;
     let wanted = projection(metadata.schema(), options.columns.as_deref())?;
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(source, metadata)
@@ -73,7 +74,7 @@ pub(super) async fn batches(
             .map_err(|e| DataError::unreadable(Format::Parquet, e)),
         None => batch,
     });
-    Ok(BatchStream::new(schema, rows))
+    Ok(BatchStream::new(schema, meta, rows))
 }
 
 /// Reads the footer: the file's metadata and its Arrow schema.

@@ -592,11 +592,12 @@ async fn a_truncated_or_corrupt_parquet_file_is_unreadable() {
 #[tokio::test]
 async fn a_parquet_file_replaced_mid_read_is_an_error_not_a_mix() {
     let f = Fixture::new();
-    f.put(
-        "v.parquet",
-        parquet_of(&[sample_batch(0, 3000)], snappy(), 1000),
-    )
-    .await;
+    let first = f
+        .put(
+            "v.parquet",
+            parquet_of(&[sample_batch(0, 3000)], snappy(), 1000),
+        )
+        .await;
     let stream = batches(
         f.backend(),
         &key("v.parquet"),
@@ -605,6 +606,7 @@ async fn a_parquet_file_replaced_mid_read_is_an_error_not_a_mix() {
     )
     .await
     .unwrap();
+    assert_eq!(stream.object(), &first);
     // The footer is read; now the object changes under the reader.
     f.put(
         "v.parquet",
@@ -650,6 +652,15 @@ fn events_types() -> Vec<(String, String)> {
 async fn ndjson_schema_and_rows() {
     let f = Fixture::new();
     let meta = f.put("e/events.ndjson", EVENTS).await;
+    let stream = batches(
+        f.backend(),
+        &key("e/events.ndjson"),
+        Format::Ndjson,
+        ReadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stream.object(), &meta);
     let schema = f.schema("e/events.ndjson", Format::Ndjson).await.unwrap();
     // Columns in the file's order (not alphabetical), types as DuckDB names them.
     assert_eq!(types(&schema), events_types());

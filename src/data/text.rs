@@ -16,7 +16,7 @@ use super::{
     BatchStream, DataError, MAX_ROW_BYTES, MAX_SAMPLE_BYTES, ReadOptions, SAMPLE_BYTES,
     TableSchema, projection, read_csv, read_json,
 };
-use crate::storage::{Backend, ByteStream, ObjectKey, StorageError};
+use crate::storage::{Backend, ByteStream, ObjectKey, ObjectMeta, StorageError};
 
 /// How a text object's rows are laid out, as inferred from its sample.
 #[derive(Debug, Clone)]
@@ -103,6 +103,7 @@ pub(super) async fn batches(
     options: &ReadOptions,
 ) -> Result<BatchStream, DataError> {
     let get = backend.get(key, None).await?;
+    let meta = get.meta;
     let mut body = get.body;
     let mut head = Vec::new();
     let mut ended = fill(&mut body, &mut head, SAMPLE_BYTES).await?;
@@ -121,6 +122,7 @@ pub(super) async fn batches(
         // Only whitespace (or `[]`, or `{}` rows): nothing to decode.
         return Ok(BatchStream::new(
             Arc::new(inferred.schema),
+            meta,
             futures::stream::empty(),
         ));
     }
@@ -144,7 +146,7 @@ pub(super) async fn batches(
     let bom = head.len() - strip_bom(&head).len();
     let mut head = Bytes::from(head);
     head.advance(bom);
-    Ok(decode(head, body, decoder, format, schema))
+    Ok(decode(head, body, decoder, format, schema, meta))
 }
 
 /// `None` while the sample holds no complete row.
@@ -211,6 +213,7 @@ fn decode(
     decoder: Box<dyn RowDecoder>,
     format: Format,
     schema: SchemaRef,
+    object: ObjectMeta,
 ) -> BatchStream {
     struct Decoding {
         pending: Bytes,
@@ -297,5 +300,5 @@ fn decode(
             }
         }
     });
-    BatchStream::new(schema, rows)
+    BatchStream::new(schema, object, rows)
 }
