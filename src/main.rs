@@ -8,10 +8,13 @@
 //! - [`control`]: the host-local control socket (`larder login-link`).
 //! - [`keys`]: the node's secret keys (vault keyring, proxy-credential MAC).
 //! - [`storage`]: storage backends (`local`, `s3`) behind one trait.
+//! - [`data`]: table files read server-side (schemas, Arrow record batches) and encoded for HTTP.
 //! - [`s3`]: the S3 proxy (SigV4, operations, proxy credentials).
 
 mod config;
 mod control;
+#[allow(dead_code, unused_imports)] // served by the catalog's table-data routes (next)
+mod data;
 mod edge;
 mod keys;
 mod s3;
