@@ -9,10 +9,13 @@
 //! - [`keys`]: the node's secret keys (vault keyring, proxy-credential MAC).
 //! - [`storage`]: storage backends (`local`, `s3`) behind one trait.
 //! - [`s3`]: the S3 proxy (SigV4, operations, proxy credentials).
+//! - [`extensions`]: the DuckDB extension mirror (a directory, optionally filled from an
+//!   upstream repository).
 
 mod config;
 mod control;
 mod edge;
+mod extensions;
 mod keys;
 mod s3;
 mod server;
