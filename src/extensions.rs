@@ -185,8 +185,8 @@ pub struct MirrorStats {
     pub served: u64,
     /// Files fetched from the upstream and kept.
     pub fetched: u64,
-    /// Upstream fetches that failed (the upstream erred, stalled, or sent something unusable);
-    /// files the upstream simply does not have are not counted.
+    /// Upstream fetches that failed: the upstream erred, stalled or sent something unusable, or
+    /// the file could not be stored. Files the upstream simply does not have are not counted.
     pub upstream_failures: u64,
 }
 
