@@ -29,6 +29,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub storage: StorageConfig,
     pub s3: S3Config,
+    pub extensions: ExtensionsConfig,
 }
 
 /// Secret keys. Unset keys are generated on first start into `<data_dir>/keys/` (0600); a
@@ -121,6 +122,48 @@ pub struct S3Config {
     /// The longest lifetime a caller may ask for.
     #[serde(with = "humantime_serde")]
     pub max_credential_ttl: Duration,
+}
+
+/// The DuckDB extension mirror: the extension files (parquet, json, ...) the browser's
+/// DuckDB-WASM loads from `/duckdb-ext/<version>/<platform>/<name>.duckdb_extension.wasm` on this
+/// origin, never from a CDN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtensionsConfig {
+    /// Where the files live, laid out like the URLs:
+    /// `<dir>/v1.4.3/wasm_eh/parquet.duckdb_extension.wasm`. Default: `<data_dir>/duckdb-ext`.
+    pub dir: Option<PathBuf>,
+    /// A DuckDB extension repository (e.g. `https://extensions.duckdb.org`) to fetch a missing
+    /// file from, once; it is then kept in `dir`. Unset (the default): only `dir` is served.
+    pub upstream: Option<url::Url>,
+    /// The longest one upstream download may take, connecting included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The largest extension file taken from the upstream, in bytes (decompressed).
+    pub max_size: u64,
+}
+
+impl ExtensionsConfig {
+    /// The smallest `max_size`.
+    pub const MIN_MAX_SIZE: u64 = 1 << 20;
+
+    /// The mirror's directory.
+    pub fn dir_in(&self, data_dir: &Path) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("duckdb-ext"))
+    }
+}
+
+impl Default for ExtensionsConfig {
+    fn default() -> Self {
+        ExtensionsConfig {
+            dir: None,
+            upstream: None,
+            timeout: Duration::from_secs(120),
+            max_size: 128 << 20,
+        }
+    }
 }
 
 fn default_region() -> String {
@@ -241,6 +284,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             storage: StorageConfig::default(),
             s3: S3Config::default(),
+            extensions: ExtensionsConfig::default(),
         }
     }
 }
@@ -447,6 +491,31 @@ impl Config {
         }
         if self.s3.max_credential_ttl > Duration::from_secs(7 * 24 * 3600) {
             return invalid("s3.max_credential_ttl", "must be at most 7 days");
+        }
+        let extensions = &self.extensions;
+        if extensions
+            .dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return invalid("extensions.dir", "must not be empty");
+        }
+        if let Some(url) = &extensions.upstream
+            && (!matches!(url.scheme(), "http" | "https")
+                || url.host().is_none()
+                || url.query().is_some()
+                || url.fragment().is_some())
+        {
+            return invalid(
+                "extensions.upstream",
+                "must be an http:// or https:// URL without a query, like https://extensions.duckdb.org",
+            );
+        }
+        if extensions.timeout < Duration::from_secs(1) {
+            return invalid("extensions.timeout", "must be at least 1s");
+        }
+        if extensions.max_size < ExtensionsConfig::MIN_MAX_SIZE {
+            return invalid("extensions.max_size", "must be at least 1048576 (1 MiB)");
         }
         if self.actors.restart_backoff > self.actors.restart_backoff_max {
             return invalid(
@@ -660,6 +729,102 @@ mod tests {
             jail.set_env("LARDER_STORAGE__CACHE__SIZE", "1");
             let e = load_in(jail, None).unwrap_err().to_string();
             assert!(e.contains("size"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_extension_mirror_is_offline_by_default_and_validated() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).unwrap().extensions;
+            assert_eq!(c, ExtensionsConfig::default());
+            assert_eq!(
+                c.upstream, None,
+                "no upstream: nothing is fetched by default"
+            );
+            assert_eq!(
+                c.dir_in(Path::new("/srv/larder")),
+                PathBuf::from("/srv/larder/duckdb-ext")
+            );
+            assert_eq!(
+                (c.timeout, c.max_size),
+                (Duration::from_secs(120), 128 << 20)
+            );
+            let documented = Config::load(Some(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/cluster.toml"
+            ))))
+            .unwrap();
+            assert_eq!(documented.extensions, c, "cluster.toml shows the defaults");
+
+            jail.create_file(
+                "ext.toml",
+                "[extensions]\ndir = \"/srv/duckdb-ext\"\nupstream = \"https://extensions.duckdb.org\"\ntimeout = \"30s\"\n",
+            )?;
+            jail.set_env("LARDER_EXTENSIONS__MAX_SIZE", "2097152");
+            let c = load_in(jail, Some("ext.toml")).unwrap().extensions;
+            assert_eq!(
+                c.dir_in(Path::new("/srv/larder")),
+                PathBuf::from("/srv/duckdb-ext")
+            );
+            assert_eq!(
+                c.upstream.as_ref().map(url::Url::as_str),
+                Some("https://extensions.duckdb.org/")
+            );
+            assert_eq!((c.timeout, c.max_size), (Duration::from_secs(30), 2 << 20));
+
+            jail.set_env(
+                "LARDER_EXTENSIONS__UPSTREAM",
+                "http://127.0.0.1:9999/mirror",
+            );
+            let c = load_in(jail, Some("ext.toml")).unwrap().extensions;
+            assert_eq!(
+                c.upstream.as_ref().map(url::Url::as_str),
+                Some("http://127.0.0.1:9999/mirror"),
+                "the environment overrides the file"
+            );
+            Ok(())
+        });
+        for (env, value, key) in [
+            (
+                "LARDER_EXTENSIONS__UPSTREAM",
+                "ftp://mirror.example",
+                "extensions.upstream",
+            ),
+            (
+                "LARDER_EXTENSIONS__UPSTREAM",
+                "file:///srv/ext",
+                "extensions.upstream",
+            ),
+            (
+                "LARDER_EXTENSIONS__UPSTREAM",
+                "https://extensions.duckdb.org/?x=1",
+                "extensions.upstream",
+            ),
+            (
+                "LARDER_EXTENSIONS__UPSTREAM",
+                "not a url",
+                "extensions.upstream",
+            ),
+            ("LARDER_EXTENSIONS__TIMEOUT", "10ms", "extensions.timeout"),
+            ("LARDER_EXTENSIONS__TIMEOUT", "soon", "extensions.timeout"),
+            ("LARDER_EXTENSIONS__MAX_SIZE", "1000", "extensions.max_size"),
+            ("LARDER_EXTENSIONS__DIR", "\"\"", "extensions.dir"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(env, value);
+                let e = load_in(jail, None).unwrap_err().to_string();
+                assert!(
+                    e.to_lowercase().contains(key),
+                    "{env}={value}: the error does not name {key}: {e}"
+                );
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("LARDER_EXTENSIONS__REPOSITORY", "https://x");
+            let e = load_in(jail, None).unwrap_err().to_string();
+            assert!(e.contains("repository"), "{e}");
             Ok(())
         });
     }

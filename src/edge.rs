@@ -1,5 +1,5 @@
 //! The HTTP edge: one axum application serving pages (askama + htmx), the JSON API, browser
-//! assets, health and metrics.
+//! assets, the DuckDB extension mirror, health and metrics.
 //!
 //! The edge holds no user state of its own: every request reaches actors through
 //! [`Placement`], and authentication is answered by the Accounts actor.
@@ -10,6 +10,7 @@ mod api;
 mod assets;
 mod auth;
 mod error;
+mod extensions;
 mod library;
 mod metrics;
 mod pages;
@@ -30,6 +31,7 @@ pub use assets::Assets;
 pub use metrics::{PrometheusHandle, install_recorder};
 
 use crate::config::Config;
+use crate::extensions::ExtensionMirror;
 use crate::keys::Keys;
 use crate::s3::S3Proxy;
 use crate::storage::registry::Registry;
@@ -49,6 +51,8 @@ pub struct AppState {
     /// The users' storage backends.
     pub registry: Arc<Registry>,
     pub s3: S3Proxy,
+    /// The DuckDB extension mirror.
+    pub extensions: ExtensionMirror,
 }
 
 impl AppState {
@@ -105,6 +109,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/static/{version}/{*path}", get(assets::versioned))
         .route("/samples/{*path}", get(assets::sample))
+        .route(
+            &format!("{}/{{*path}}", extensions::REPOSITORY),
+            get(extensions::serve),
+        )
         .route("/app.css", get(assets::unversioned))
         .route("/favicon.svg", get(assets::unversioned))
         .fallback(pages::not_found)

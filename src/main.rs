@@ -10,12 +10,15 @@
 //! - [`storage`]: storage backends (`local`, `s3`) behind one trait.
 //! - [`data`]: table files read server-side (schemas, Arrow record batches) and encoded for HTTP.
 //! - [`s3`]: the S3 proxy (SigV4, operations, proxy credentials).
+//! - [`extensions`]: the DuckDB extension mirror (a directory, optionally filled from an
+//!   upstream repository).
 
 mod config;
 mod control;
 #[allow(dead_code, unused_imports)] // served by the catalog's table-data routes (next)
 mod data;
 mod edge;
+mod extensions;
 mod keys;
 mod s3;
 mod server;

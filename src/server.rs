@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::control;
 use crate::edge::{self, AppState, Assets, PrometheusHandle};
+use crate::extensions::ExtensionMirror;
 use crate::keys::{Keys, create_private_dir, write_private_file};
 use crate::s3::S3Proxy;
 use crate::s3::signature::VerifyPolicy;
@@ -104,6 +105,7 @@ pub async fn run(
         policy: VerifyPolicy::default(),
         app_origin: Arc::from(base_url.as_str()),
     };
+    let extensions = open_extension_mirror(&config, &data_dir).await?;
     let state = AppState {
         placement,
         config: Arc::new(config),
@@ -114,6 +116,7 @@ pub async fn run(
         keys: Arc::new(keys),
         registry,
         s3,
+        extensions,
     };
 
     let control_task = tokio::spawn(control::run(control::bind(&data_dir)?, state.clone()));
@@ -202,6 +205,27 @@ async fn open_cache(config: &Config, data_dir: &std::path::Path) -> Option<Range
             None
         }
     }
+}
+
+/// The DuckDB extension mirror; says at start what it holds and whether it can fetch.
+async fn open_extension_mirror(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<ExtensionMirror> {
+    let mirror = ExtensionMirror::open(&config.extensions, data_dir)
+        .map_err(|e| anyhow::anyhow!("{e} (extensions.upstream)"))?;
+    let files = mirror.list().await.len();
+    match &config.extensions.upstream {
+        Some(upstream) => tracing::info!(
+            dir = %mirror.dir().display(), files, %upstream,
+            "DuckDB extension mirror ready; missing extensions are fetched from the upstream once"
+        ),
+        None => tracing::info!(
+            dir = %mirror.dir().display(), files,
+            "DuckDB extension mirror ready (offline: no extensions.upstream)"
+        ),
+    }
+    Ok(mirror)
 }
 
 async fn shutdown_signal() {

@@ -6,6 +6,7 @@
 //! Authentication today: the browser session cookie, with `X-CSRF-Token` on state-changing
 //! requests. Bearer tokens join with the identity issue.
 
+mod extensions;
 pub(crate) mod storage;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use super::error::ApiError;
         (name = "saved-queries", description = "SQL you kept"),
         (name = "preferences", description = "How the query page behaves for you"),
         (name = "storage", description = "Your storage backends and S3 proxy credentials"),
+        (name = "duckdb", description = "What the browser's DuckDB can load"),
     )
 )]
 struct ApiDoc;
@@ -82,6 +84,7 @@ pub fn router() -> Router<AppState> {
         ))
         .routes(routes!(storage::test_backend))
         .routes(routes!(storage::mint_proxy_credentials))
+        .routes(routes!(extensions::duckdb_extensions))
         .split_for_parts();
     let doc = Arc::new(doc);
     router.route(

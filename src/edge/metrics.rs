@@ -1,7 +1,8 @@
 //! `/metrics` in the Prometheus text format: HTTP requests and latencies (by route template,
 //! never by raw path), live actors by kind, and the actor counters (activations, passivations,
-//! restarts) the actors crate records through the `metrics` facade, and the range cache's
-//! counters (hits and misses by block, bytes served from cache).
+//! restarts) the actors crate records through the `metrics` facade, the range cache's
+//! counters (hits and misses by block, bytes served from cache), and the DuckDB extension
+//! mirror's (files served, fetched from the upstream, upstream failures).
 
 use std::time::Instant;
 
@@ -18,6 +19,9 @@ const LATENCY: &str = "larder_http_request_duration_seconds";
 const CACHE_HITS: &str = "larder_storage_cache_hits_total";
 const CACHE_MISSES: &str = "larder_storage_cache_misses_total";
 const CACHE_HIT_BYTES: &str = "larder_storage_cache_hit_bytes_total";
+const EXTENSIONS_SERVED: &str = "larder_duckdb_extensions_served_total";
+const EXTENSIONS_FETCHED: &str = "larder_duckdb_extensions_fetched_total";
+const EXTENSIONS_UPSTREAM_FAILURES: &str = "larder_duckdb_extensions_upstream_failures_total";
 
 /// Installs the process-wide recorder (once, in `serve`) and returns its handle.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
@@ -36,6 +40,9 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         CACHE_HITS,
         CACHE_MISSES,
         CACHE_HIT_BYTES,
+        EXTENSIONS_SERVED,
+        EXTENSIONS_FETCHED,
+        EXTENSIONS_UPSTREAM_FAILURES,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -77,6 +84,10 @@ pub async fn render(State(state): State<AppState>) -> Response {
         metrics::counter!(CACHE_MISSES).absolute(stats.misses);
         metrics::counter!(CACHE_HIT_BYTES).absolute(stats.hit_bytes);
     }
+    let mirror = state.extensions.stats();
+    metrics::counter!(EXTENSIONS_SERVED).absolute(mirror.served);
+    metrics::counter!(EXTENSIONS_FETCHED).absolute(mirror.fetched);
+    metrics::counter!(EXTENSIONS_UPSTREAM_FAILURES).absolute(mirror.upstream_failures);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -133,6 +133,7 @@ async fn health_metrics_and_openapi() {
         ("/api/saved-queries", &["get", "post"]),
         ("/api/saved-queries/{id}", &["get", "put", "delete"]),
         ("/api/preferences", &["get", "put"]),
+        ("/api/duckdb-extensions", &["get"]),
     ] {
         for m in methods {
             assert!(paths[path][m].is_object(), "{m} {path} is not documented");

@@ -6,5 +6,6 @@ mod common;
 mod auth;
 mod durability;
 mod edge;
+mod extensions;
 mod lifecycle;
 mod storage;
