@@ -61,7 +61,7 @@ use serde::Deserialize;
 use crate::storage::{Backend, ObjectKey, ObjectMeta, StorageError};
 
 pub use encode::{Encoding, encode};
-pub use schema::{Column, TableSchema};
+pub use schema::TableSchema;
 
 /// Bytes from the start of a text object that its schema is inferred from.
 pub const SAMPLE_BYTES: usize = 1 << 20;

@@ -15,6 +15,8 @@ mod library;
 mod metrics;
 mod pages;
 mod settings;
+mod tables;
+mod ws;
 
 use std::sync::Arc;
 
@@ -53,6 +55,8 @@ pub struct AppState {
     pub s3: S3Proxy,
     /// The DuckDB extension mirror.
     pub extensions: ExtensionMirror,
+    /// The users' catalogs, as every surface uses them.
+    pub catalogs: crate::catalog::Catalogs,
 }
 
 impl AppState {
@@ -82,6 +86,14 @@ pub fn app(state: AppState) -> Router {
         .route("/queries/new", get(library::new_form))
         .route("/queries/{id}/open", get(library::open))
         .route("/queries/{id}", axum::routing::delete(library::delete))
+        .route("/catalog", get(tables::page))
+        .route("/catalog/tables", get(tables::list))
+        .route("/catalog/commits", post(tables::commit))
+        .route("/catalog/tables/{table}/history", get(tables::history))
+        .route(
+            "/catalog/tables/{table}/edit",
+            get(tables::edit).post(tables::save_edit),
+        )
         .route("/settings", get(pages::settings))
         .route("/settings/preferences", post(pages::save_preferences))
         .route(
@@ -104,6 +116,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api::router())
         .route("/s3", any(s3_on_origin))
         .route("/s3/{*path}", any(s3_on_origin))
+        .route("/ws", get(ws::upgrade))
         .route("/healthz", get(pages::healthz))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/metrics", get(metrics::render))

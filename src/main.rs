@@ -13,9 +13,9 @@
 //! - [`extensions`]: the DuckDB extension mirror (a directory, optionally filled from an
 //!   upstream repository).
 
+mod catalog;
 mod config;
 mod control;
-#[allow(dead_code, unused_imports)] // served by the catalog's table-data routes (next)
 mod data;
 mod edge;
 mod extensions;

@@ -106,7 +106,9 @@ pub async fn run(
         app_origin: Arc::from(base_url.as_str()),
     };
     let extensions = open_extension_mirror(&config, &data_dir).await?;
+    let catalogs = crate::catalog::Catalogs::new(placement.clone(), registry.clone());
     let state = AppState {
+        catalogs,
         placement,
         config: Arc::new(config),
         assets: Arc::new(assets),

@@ -6,8 +6,10 @@
 //! Authentication today: the browser session cookie, with `X-CSRF-Token` on state-changing
 //! requests. Bearer tokens join with the identity issue.
 
+pub(crate) mod catalog;
 mod extensions;
 pub(crate) mod storage;
+mod table_data;
 
 use std::sync::Arc;
 
@@ -45,6 +47,7 @@ use super::error::ApiError;
         (name = "preferences", description = "How the query page behaves for you"),
         (name = "storage", description = "Your storage backends and S3 proxy credentials"),
         (name = "duckdb", description = "What the browser's DuckDB can load"),
+        (name = "catalog", description = "Your tables, their snapshots and the commit log"),
     )
 )]
 struct ApiDoc;
@@ -85,6 +88,13 @@ pub fn router() -> Router<AppState> {
         .routes(routes!(storage::test_backend))
         .routes(routes!(storage::mint_proxy_credentials))
         .routes(routes!(extensions::duckdb_extensions))
+        .routes(routes!(catalog::get_catalog))
+        .routes(routes!(catalog::commit, catalog::commits_since))
+        .routes(routes!(catalog::get_table))
+        .routes(routes!(catalog::history))
+        .routes(routes!(catalog::schema))
+        .routes(routes!(catalog::snapshot))
+        .routes(routes!(table_data::table_data))
         .split_for_parts();
     let doc = Arc::new(doc);
     router.route(

@@ -4,8 +4,8 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Form;
-use axum::extract::State;
 use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use larder_actors::accounts::{AccountsMsg, Session};
@@ -42,7 +42,7 @@ impl Frame {
         }
     }
 
-    fn signed_in(
+    pub fn signed_in(
         state: &AppState,
         session: &Session,
         prefs: &Preferences,
@@ -59,7 +59,7 @@ impl Frame {
     }
 }
 
-async fn preferences(state: &AppState, user: UserId) -> Result<Preferences, WebError> {
+pub async fn preferences(state: &AppState, user: UserId) -> Result<Preferences, WebError> {
     Ok(state
         .placement
         .library(user, LibraryMsg::GetPreferences)
@@ -109,12 +109,32 @@ struct QueryPage {
     page_size: u32,
     queries: Vec<SavedQueryView>,
     form: super::library::SaveForm,
+    initial_sql: Option<String>,
+}
+
+/// `?table=orders&as_of=12` opens the query page's editor on that table as of that commit.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryParams {
+    table: Option<String>,
+    as_of: Option<u64>,
+}
+
+impl QueryParams {
+    fn sql(&self) -> Option<String> {
+        let table = self.table.as_deref()?;
+        larder_actors::catalog::validate_name(table).ok()?;
+        Some(match self.as_of {
+            Some(seq) => format!("SELECT * FROM \"{table}@{seq}\" LIMIT 100;"),
+            None => format!("SELECT * FROM {table} LIMIT 100;"),
+        })
+    }
 }
 
 /// `GET /query`: the SQL workbench with the DuckDB-WASM island and the saved-query sidebar.
 pub async fn query(
     State(state): State<AppState>,
     PageUser(session): PageUser,
+    Query(params): Query<QueryParams>,
 ) -> Result<Response, WebError> {
     let user = session.user.id;
     let prefs = preferences(&state, user).await?;
@@ -124,6 +144,7 @@ pub async fn query(
         page_size: prefs.page_size,
         queries: queries.iter().map(SavedQueryView::from).collect(),
         form: super::library::SaveForm::default(),
+        initial_sql: params.sql(),
     }
     .into_response())
 }

@@ -13,6 +13,8 @@
 import * as duckdb from '@duckdb/duckdb-wasm';
 import { Type } from 'apache-arrow';
 
+import { connectCommits, createCatalog } from './catalog.js';
+
 const WASM_URL = new URL('./duckdb-eh.wasm', import.meta.url).href;
 const WORKER_URL = new URL('./duckdb-browser-eh.worker.js', import.meta.url).href;
 const EXTENSION_REPOSITORY = new URL('/duckdb-ext', location.origin).href.replaceAll("'", '');
@@ -69,6 +71,18 @@ async function rawQuery(sql) {
   }
 }
 
+/** Run fn(conn) on the tab's connection, in the same queue as queries. */
+async function withConn(fn) {
+  const { conn } = await start();
+  const result = queue.then(() => fn(conn));
+  queue = result.catch(() => {});
+  try {
+    return await result;
+  } catch (err) {
+    throw new Error(cleanMessage(err?.message ?? String(err)));
+  }
+}
+
 /** DuckDB-WASM repeats the "LINE 1: ..." context paragraph; drop consecutive duplicates. */
 function cleanMessage(message) {
   return message.split('\n\n').filter((p, i, all) => p !== all[i - 1]).join('\n\n').trim();
@@ -86,6 +100,32 @@ function loadSample(url) {
     })());
   }
   return samples.get(url);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The catalog and the tab's WebSocket.
+
+const catalog = createCatalog({ start, rawQuery, withConn, csrfToken });
+const signedIn = csrfToken() !== '';
+let firstHello;
+const helloSeen = new Promise((resolve) => {
+  firstHello = resolve;
+});
+const commits = signedIn
+  ? connectCommits({
+    onHello: () => firstHello(),
+    onCommit: (commit) => {
+      document.body.dispatchEvent(new CustomEvent('larder:commit', { detail: commit }));
+      catalog.applyCommit(commit).catch((err) => console.error('larder: commit not applied', err));
+    },
+  })
+  : null;
+
+/** Registers the catalog, once the socket is listening (so no commit falls in between). */
+function loadCatalog() {
+  if (!signedIn) return Promise.resolve(null);
+  const listening = Promise.race([helloSeen, new Promise((r) => setTimeout(r, 3000))]);
+  return listening.then(() => catalog.load());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,6 +325,9 @@ function mount(root) {
   const historyList = $('query-history');
   const pageSize = Math.max(1, parseInt(root.dataset.pageSize, 10) || 50);
   let running = false;
+  let lastGood = null; // the SQL of the result on screen, re-run when a table it reads changes
+  const catalogList = $('catalog-status');
+  const cue = $('refresh-cue');
   const sampleUrl = root.dataset.sampleUrl;
   const sample = sampleUrl ? loadSample(sampleUrl) : null;
 
@@ -351,7 +394,10 @@ function mount(root) {
     try {
       await start();
       await sample?.catch(() => {}); // so the first run can already see `pantry`
+      await loadCatalog().catch(() => {});
+      await catalog.prepare(sql);
       const table = await rawQuery(sql);
+      lastGood = sql;
       const ms = performance.now() - t0;
       showTable(table, ms);
       remember({ sql, at: new Date().toISOString(), ok: true, rows: table.numRows, ms: Math.round(ms) });
@@ -365,6 +411,53 @@ function mount(root) {
       root.removeAttribute('aria-busy');
     }
   }
+
+  function renderCatalog() {
+    if (!catalogList) return;
+    const entries = [...catalog.status.entries()].sort(([a], [b]) => a.localeCompare(b));
+    if (entries.length === 0) {
+      catalogList.replaceChildren(h('li', { class: 'muted small' }, 'No tables yet: commit one on the Catalog page.'));
+      return;
+    }
+    catalogList.replaceChildren(...entries.map(([view, e]) => h('li', { 'data-table': view, 'data-path': e.path },
+      h('button', { type: 'button', class: 'link table-ref', title: `SELECT * FROM ${view}`, onclick: () => {
+        editor.value = `SELECT * FROM ${view.includes('@') ? `"${view}"` : view} LIMIT 100;`;
+        editor.focus();
+      } }, view),
+      e.format ? h('span', { class: 'badge' }, e.format) : null,
+      e.path === 'error'
+        ? h('span', { class: 'badge warn', title: e.reason }, '⚠ ', e.reason)
+        : h('span', { class: `badge ${e.path === 'native' ? 'ok' : ''}`, title: e.path === 'native'
+          ? 'read by DuckDB through the S3 proxy' : 'decoded by Larder and loaded as Arrow' }, e.path))));
+  }
+
+  const showCue = (text) => {
+    if (!cue) return;
+    cue.textContent = text;
+    cue.hidden = false;
+    cue.classList.remove('flash-in');
+    void cue.offsetWidth; // restart the animation
+    cue.classList.add('flash-in');
+  };
+
+  const unsubscribe = catalog.onChange(async (event) => {
+    if (!root.isConnected) {
+      unsubscribe();
+      return;
+    }
+    renderCatalog();
+    if (event.type !== 'commit') return;
+    const c = event.commit;
+    const names = [c.table, c.renamed_from].filter(Boolean).map((n) => n.toLowerCase());
+    const sql = lastGood?.toLowerCase() ?? '';
+    const reads = names.some((n) => new RegExp(`(^|[^a-z0-9_@])${n}([^a-z0-9_@]|$)`).test(sql));
+    if (reads && !running) {
+      showCue(`↻ ${c.table} changed (commit #${c.seq}): results refreshed`);
+      await run();
+    } else {
+      showCue(`${c.table} changed (commit #${c.seq})`);
+    }
+  });
 
   const controller = {
     root,
@@ -411,6 +504,17 @@ function mount(root) {
         note = ' · sample data unavailable';
       }
       setStatus(`DuckDB ${info.version} · ready in ${(info.instantiateMs / 1000).toFixed(1)} s${note}`, 'ready');
+      try {
+        const loaded = await loadCatalog();
+        renderCatalog();
+        if (loaded) {
+          const broken = [...catalog.status.values()].filter((e) => e.path === 'error').length;
+          setStatus(`DuckDB ${info.version} · ready in ${(info.instantiateMs / 1000).toFixed(1)} s${note} · ${catalog.status.size} tables in ${Math.round(loaded.ms)} ms${broken ? ` (${broken} ⚠)` : ''}`, 'ready');
+        }
+      } catch (err) {
+        console.error('larder: catalog not loaded', err);
+        if (catalogList) catalogList.replaceChildren(h('li', { class: 'error small' }, `Catalog not loaded: ${err?.message ?? err}`));
+      }
     })
     .catch((err) => {
       console.error('larder: DuckDB failed to start', err);
@@ -464,4 +568,15 @@ window.larder = {
     return { columns: columnsOf(table), rows: rowsOf(table) };
   },
   csrfToken,
+  /** The catalog as registered in this tab: { name: { path, reason, format, seq } }. */
+  catalog: {
+    status: () => Object.fromEntries(catalog.status),
+    load: () => loadCatalog(),
+    get seq() {
+      return commits?.seq ?? null;
+    },
+    get connected() {
+      return commits?.connected ?? false;
+    },
+  },
 };

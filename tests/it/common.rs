@@ -138,7 +138,12 @@ impl Larder {
 
     /// A browser-like client signed in through `login_url`: opens the link, confirms.
     pub async fn sign_in(&self, login_url: &str) -> Session {
-        let client = Session::client();
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
         let res = confirm_login(&client, &self.base, login_url).await;
         assert_eq!(res.status(), 200, "login should land on the query page");
         assert!(res.url().path() == "/query", "landed on {}", res.url());
@@ -147,6 +152,7 @@ impl Larder {
             client,
             csrf: csrf_of(&html),
             base: self.base.clone(),
+            jar,
         }
     }
 
@@ -231,6 +237,7 @@ pub struct Session {
     pub client: reqwest::Client,
     pub csrf: String,
     pub base: String,
+    jar: Arc<reqwest::cookie::Jar>,
 }
 
 impl Session {
@@ -249,7 +256,24 @@ impl Session {
             client: self.client.clone(),
             csrf: self.csrf.clone(),
             base: larder.base.clone(),
+            jar: self.jar.clone(),
         }
+    }
+
+    /// The `Cookie` header this browser sends to the node (for clients other than reqwest).
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url: reqwest::Url = self.base.parse().unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The signed-in user's id.
+    pub async fn user_id(&self) -> String {
+        let me: serde_json::Value = self.get("/api/me").await.json().await.unwrap();
+        me["id"].as_str().unwrap().to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use reqwest::cookie::CookieStore as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::common::{Larder, Session, confirm_login};
+use crate::common::{Larder, Session};
 
 const PREFIX: &str = "/duckdb-ext/v1.4.3/wasm_eh";
 
@@ -252,25 +251,9 @@ async fn metric(larder: &Larder, name: &str) -> u64 {
 
 /// A signed-in session plus its cookie header, for requests sent byte for byte.
 async fn sign_in_with_cookie(larder: &Larder) -> (Session, String) {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .build()
-        .unwrap();
-    let res = confirm_login(&client, &larder.base, &larder.startup_login_url()).await;
-    assert_eq!(res.status(), 200);
-    let html = res.text().await.unwrap();
-    let cookie = jar
-        .cookies(&larder.base.parse().unwrap())
-        .expect("a session cookie")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let session = Session {
-        client,
-        csrf: crate::common::csrf_of(&html),
-        base: larder.base.clone(),
-    };
+    let session = larder.sign_in(&larder.startup_login_url()).await;
+    let cookie = session.cookie_header();
+    assert!(!cookie.is_empty(), "a session cookie");
     (session, cookie)
 }
 
