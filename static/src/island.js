@@ -326,7 +326,7 @@ function mount(root) {
   const pageSize = Math.max(1, parseInt(root.dataset.pageSize, 10) || 50);
   let running = false;
   let lastGood = null; // the SQL of the result on screen, re-run when a table it reads changes
-  const catalogList = $('catalog-status');
+  const catalogList = document.getElementById('catalog-status'); // in the sidebar, beside the island
   const cue = $('refresh-cue');
   const sampleUrl = root.dataset.sampleUrl;
   const sample = sampleUrl ? loadSample(sampleUrl) : null;
@@ -564,6 +564,8 @@ window.larder = {
   },
   /** Run SQL: { columns: [{ name, type }], rows: [[...]] } with plain JS values (see plain()). */
   async query(sql) {
+    await loadCatalog().catch(() => {});
+    await catalog.prepare(sql);
     const table = await rawQuery(sql);
     return { columns: columnsOf(table), rows: rowsOf(table) };
   },
