@@ -233,6 +233,44 @@ describe('the catalog in the browser', { timeout: 240_000 }, () => {
     await page.screenshot({ path: path.join(ARTIFACTS, 'catalog-query.png'), fullPage: true });
   });
 
+  it('edits, renames, deletes and restores on the Catalog page', async () => {
+    const { page } = alice;
+    page.on('dialog', (d) => d.accept()); // hx-confirm on Delete
+    await page.goto(`${larder.origin}/catalog`);
+    await page.click('#table-items [data-action="edit"]');
+    await page.fill('#edit-name-items', 'line_items');
+    await page.fill('#edit-description-items', 'one row per order line');
+    await page.click('#table-items button[type=submit]');
+    const row = page.locator('#table-line_items');
+    await row.waitFor();
+    assert.equal(await row.locator('.table-description').textContent(), 'one row per order line');
+    assert.match(await page.locator('#flash').textContent(), /Saved items: #\d+ described, #\d+ renamed/);
+    await row.locator('[data-action="history"]').click();
+    await row.locator('table.history').waitFor();
+    const whats = await row.locator('table.history tbody tr td:nth-child(3)').allTextContents();
+    assert.deepEqual(whats, ['renamed from items', 'described', 'created']);
+    // A rename to a name in use is refused with the reason, and changes nothing.
+    await page.click('#table-line_items [data-action="edit"]');
+    await page.fill('#edit-name-line_items', 'orders');
+    await page.click('#table-line_items button[type=submit]');
+    await page.locator('#flash .flash.error').waitFor();
+    assert.match(await page.locator('#flash').textContent(), /a table named "orders" already exists/);
+    await page.goto(`${larder.origin}/catalog`);
+    await page.click('#table-line_items [data-action="delete"]');
+    await page.locator('#table-line_items').waitFor({ state: 'detached' });
+    await page.check('#show-deleted');
+    await page.locator('#table-line_items.deleted').waitFor();
+    await page.click('#table-line_items [data-action="restore"]');
+    await page.locator('#table-line_items:not(.deleted)').waitFor();
+    // Renames reach the query page's DuckDB: the new name works, the old one is gone.
+    await page.goto(`${larder.origin}/query`);
+    await duckdbReady(page);
+    await waitForTables(page, 5);
+    const n = await page.evaluate(() => window.larder.query('SELECT count(*) FROM line_items'));
+    assert.equal(String(n.rows[0][0]), '90');
+    assert.ok(!('items' in (await badges(page))));
+  });
+
   it('keeps another user out of all of it', async () => {
     const { page } = bob;
     await page.evaluate(() => {

@@ -169,6 +169,28 @@ async fn commits_through_the_api_and_bad_input_changes_nothing() {
     let (status, _) = get_json(&alice, "/api/catalog/tables/orders/snapshot?as_of=99").await;
     assert_eq!(status, 404);
 
+    // An in-place edit corrects the current snapshot; history keeps what each commit saw.
+    let (status, c) = commit(&alice, json!({ "op": "edit", "table": "orders", "format": "csv", "uri": "store://local/orders/2026-11.csv" })).await;
+    assert_eq!(status, 201, "{c}");
+    assert_eq!(c["commit"]["kind"], "edit");
+    assert_eq!(
+        c["table"]["snapshot"]["uri"],
+        "store://local/orders/2026-11.csv"
+    );
+    let (status, c) = commit(&alice, json!({ "op": "edit", "table": "orders", "uri": "store://local/orders/2026-12.csv", "message": "oops" })).await;
+    assert_eq!(status, 201, "{c}");
+    let (_, then) = get_json(&alice, "/api/catalog/tables/orders/snapshot?as_of=3").await;
+    assert_eq!(
+        then["uri"], "store://local/orders/2026-11.csv",
+        "commit 3 still reads what it saw"
+    );
+    let (status, problem) = commit(
+        &alice,
+        json!({ "op": "edit", "table": "orders", "uri": "store://local/missing.csv" }),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+
     assert_eq!(
         commit(
             &alice,
@@ -194,7 +216,7 @@ async fn commits_through_the_api_and_bad_input_changes_nothing() {
             .0,
         201
     );
-    let (_, since) = get_json(&alice, "/api/catalog/commits?since=2").await;
+    let (_, since) = get_json(&alice, "/api/catalog/commits?since=4").await;
     let kinds: Vec<_> = since
         .as_array()
         .unwrap()
