@@ -6,28 +6,10 @@ use std::time::Duration;
 use larder_actors::accounts::{AccountsError, AccountsMsg};
 use larder_actors::library::{LibraryError, LibraryMsg, Preferences, SaveQuery, Theme};
 use larder_actors::roster::{ActorKey, ActorKind};
-use larder_actors::store::Store;
-use larder_actors::supervision::RestartPolicy;
-use larder_actors::{Node, NodeConfig, UserId};
+use larder_actors::{NodeConfig, UserId};
 
-fn config() -> NodeConfig {
-    NodeConfig {
-        idle_timeout: Duration::from_secs(3600),
-        call_timeout: Duration::from_secs(5),
-        restart: RestartPolicy {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            reset_after: Duration::from_secs(60),
-        },
-        ..NodeConfig::default()
-    }
-}
-
-async fn start(dir: &std::path::Path, config: NodeConfig) -> Node {
-    Node::start(Store::open(dir).unwrap(), config)
-        .await
-        .unwrap()
-}
+mod common;
+use common::{config, start};
 
 /// Polls `cond` until it holds, for at most five seconds.
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {

@@ -8,27 +8,12 @@ use larder_actors::catalog::{
 };
 use larder_actors::roster::{ActorKey, ActorKind};
 use larder_actors::session::{SessionMsg, Tab, TabInfo};
-use larder_actors::store::Store;
-use larder_actors::supervision::RestartPolicy;
-use larder_actors::{Node, NodeConfig, Placement, UserId};
+use larder_actors::{Node, Placement, UserId};
 
-fn config() -> NodeConfig {
-    NodeConfig {
-        idle_timeout: Duration::from_secs(3600),
-        call_timeout: Duration::from_secs(5),
-        restart: RestartPolicy {
-            base: Duration::from_millis(20),
-            max: Duration::from_millis(200),
-            reset_after: Duration::from_secs(60),
-        },
-        ..NodeConfig::default()
-    }
-}
+mod common;
 
 async fn start(dir: &std::path::Path) -> Node {
-    Node::start(Store::open(dir).unwrap(), config())
-        .await
-        .unwrap()
+    common::start(dir, common::config()).await
 }
 
 fn snapshot(table: &str, uri: &str) -> ChangeRequest {

@@ -66,7 +66,8 @@ export function createCatalog(db) {
       const res = await fetch('/api/storage/proxy-credentials', {
         method: 'POST',
         headers: { 'X-CSRF-Token': db.csrfToken(), 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: '{}',
+        // The catalog only reads: least privilege (writers mint their own).
+        body: JSON.stringify({ access: 'read' }),
       });
       if (!res.ok) throw new Error(`cannot get storage credentials: ${await problem(res)}`);
       const c = await res.json();
@@ -133,8 +134,10 @@ export function createCatalog(db) {
   }
 
   /** Registers one table (as `view`) and records how; never throws. */
-  async function register(view, table, snapshot, { asOf = null, seq = null } = {}) {
-    const entry = { table, path: 'error', reason: '', seq, format: snapshot?.format ?? '' };
+  async function register(view, table, snapshot, { asOf = null, seq = null, columns = [] } = {}) {
+    const entry = {
+      table, path: 'error', reason: '', seq, format: snapshot?.format ?? '', columns: columns.map((c) => c.name),
+    };
     try {
       if (!snapshot) throw new Error('no snapshot yet');
       if (!snapshot.backend) {
@@ -154,6 +157,11 @@ export function createCatalog(db) {
       } else {
         await registerArrow(view, table, asOf);
         entry.path = 'arrow';
+      }
+      if (entry.columns.length === 0) {
+        // No schema from the server yet: DuckDB knows the registered table's columns.
+        const described = await db.rawQuery(`DESCRIBE ${quoteIdent(view)}`);
+        entry.columns = [...(described.getChild('column_name')?.toArray() ?? [])].map(String);
       }
     } catch (err) {
       entry.reason = String(err?.message ?? err).split('\n')[0].slice(0, 300);
@@ -181,7 +189,8 @@ export function createCatalog(db) {
         await drop(view);
       }
     }
-    await Promise.all(catalog.tables.map((t) => register(t.name, t.name, t.snapshot, { seq: t.last_commit })));
+    await Promise.all(catalog.tables.map((t) => register(t.name, t.name, t.snapshot,
+      { seq: t.last_commit, columns: t.schema?.columns ?? [] })));
     const ms = performance.now() - t0;
     notify({ type: 'loaded', seq: catalog.seq, ms, tables: catalog.tables.length });
     return { seq: catalog.seq, ms };
@@ -202,7 +211,9 @@ export function createCatalog(db) {
       const res = await fetch(`/api/catalog/tables/${encodeURIComponent(commit.table)}`, { headers: { Accept: 'application/json' } });
       if (res.ok) {
         const t = await res.json();
-        if (!t.deleted_at) await register(t.name, t.name, t.snapshot, { seq: t.last_commit });
+        if (!t.deleted_at) {
+          await register(t.name, t.name, t.snapshot, { seq: t.last_commit, columns: t.schema?.columns ?? [] });
+        }
       }
     }
     notify({ type: 'commit', commit });

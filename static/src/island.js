@@ -14,6 +14,7 @@ import * as duckdb from '@duckdb/duckdb-wasm';
 import { Type } from 'apache-arrow';
 
 import { connectCommits, createCatalog } from './catalog.js';
+import { attachCompletion } from './complete.js';
 
 const WASM_URL = new URL('./duckdb-eh.wasm', import.meta.url).href;
 const WORKER_URL = new URL('./duckdb-browser-eh.worker.js', import.meta.url).href;
@@ -475,6 +476,16 @@ function mount(root) {
     },
   };
 
+  attachCompletion(editor, () => {
+    const words = [];
+    if (sample) words.push({ word: 'pantry', kind: 'sample table' });
+    for (const [view, e] of catalog.status) {
+      if (e.path === 'error' || view.includes('@')) continue;
+      words.push({ word: view, kind: 'table' });
+      for (const c of e.columns ?? []) words.push({ word: c, kind: `column · ${view}` });
+    }
+    return words;
+  });
   runButton.addEventListener('click', run);
   editor.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {

@@ -167,6 +167,21 @@ describe('the catalog in the browser', { timeout: 240_000 }, () => {
     const shown = await results(page);
     assert.deepEqual(shown.names, ['city', 'lines', 'units', 'amount']);
     assert.equal(shown.rows.length, expected.join.length);
+    // Ctrl+Space completes table names, and columns from the schemas read on the server.
+    await page.fill('#sql-editor', 'SELECT ordered_');
+    await page.focus('#sql-editor');
+    await page.keyboard.press('End');
+    await page.keyboard.press('Control+Space');
+    await page.locator('.completion li[data-word="ordered_at"]').waitFor();
+    await page.keyboard.press('Enter');
+    await page.keyboard.type(' FROM ord');
+    await page.keyboard.press('Control+Space');
+    assert.deepEqual(await page.locator('.completion li').evaluateAll((els) => els.map((e) => e.dataset.word)),
+      ['order_id', 'ordered_at', 'orders']);
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Tab');
+    assert.equal(await page.inputValue('#sql-editor'), 'SELECT ordered_at FROM orders');
   });
 
   it('refreshes the table and the visible result when a commit arrives', async () => {
