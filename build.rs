@@ -9,7 +9,10 @@ use std::time::SystemTime;
 const INPUTS: &[&str] = &["package.json", "package-lock.json", "build.mjs", "src"];
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("static");
+    // At run time, not `env!`: a build script binary reused from another checkout (a shared
+    // target dir) must still build this checkout's assets.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("static");
     for input in INPUTS {
         println!("cargo:rerun-if-changed=static/{input}");
     }
