@@ -16,6 +16,7 @@ mod metrics;
 mod pages;
 mod settings;
 mod tables;
+mod tokens;
 mod ws;
 
 use std::sync::Arc;
@@ -108,6 +109,11 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/settings/backends/{backend}/edit", get(settings::edit))
         .route("/settings/backends/{backend}/test", post(settings::test))
+        .route("/settings/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/settings/tokens/{id}",
+            axum::routing::delete(tokens::revoke),
+        )
         .route("/admin/actors", get(pages::actors))
         .route("/admin/actors/rows", get(pages::actor_rows));
 

@@ -4,6 +4,10 @@
 //! handed out once; only their SHA-256 is stored. Redeeming a login token deletes it in the same
 //! durable commit that creates the session, so a link works exactly once, even across a crash.
 //!
+//! Personal API tokens (`lpat_…`, for scripts) live here too: shown once, stored as SHA-256,
+//! named, optionally expiring, revocable. Authentication looks a token up by its hash, so one
+//! global owner is needed, as for sessions.
+//!
 //! Must not: know about HTTP or cookies (the edge maps sessions to cookies).
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +58,40 @@ pub struct Session {
     pub expires_at: UnixMillis,
 }
 
+/// The prefix of every personal API token, so a leaked one is recognisable (secret scanners).
+pub const API_TOKEN_PREFIX: &str = "lpat_";
+/// Most API tokens one user may hold.
+pub const MAX_API_TOKENS: usize = 100;
+
+/// A personal API token as listings show it: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: uuid::Uuid,
+    pub user: UserId,
+    pub name: String,
+    /// The first characters of the secret, to tell tokens apart (`lpat_AbCd…`).
+    pub hint: String,
+    pub created_at: UnixMillis,
+    /// `None`: does not expire.
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// A token just created. `secret` exists only in this reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiToken {
+    pub secret: String,
+    pub token: ApiToken,
+}
+
+/// What to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateApiToken {
+    pub user: UserId,
+    pub name: String,
+    /// Lifetime in days (1 to 3650); `None`: never expires.
+    pub expires_in_days: Option<u32>,
+}
+
 /// Why an accounts operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AccountsError {
@@ -61,6 +99,8 @@ pub enum AccountsError {
     InvalidName(String),
     #[error("this login link is not valid: it was already used, has expired, or never existed")]
     InvalidLoginToken,
+    #[error("{0}")]
+    Invalid(String),
     #[error("could not store the change: {0}")]
     Storage(String),
 }
@@ -90,6 +130,25 @@ pub enum AccountsMsg {
     /// Ends a session (logout). Idempotent.
     #[rpc]
     EndSession(String, RpcReplyPort<Result<(), AccountsError>>),
+    /// Creates a personal API token; the secret is only in the reply.
+    #[rpc]
+    CreateApiToken(
+        CreateApiToken,
+        RpcReplyPort<Result<NewApiToken, AccountsError>>,
+    ),
+    /// A user's API tokens, newest first.
+    #[rpc]
+    ListApiTokens(UserId, RpcReplyPort<Vec<ApiToken>>),
+    /// Revokes one of the user's tokens; `Ok(false)` if the user has no such token.
+    #[rpc]
+    RevokeApiToken(
+        UserId,
+        uuid::Uuid,
+        RpcReplyPort<Result<bool, AccountsError>>,
+    ),
+    /// The user a valid, unexpired API token belongs to, with the token.
+    #[rpc]
+    AuthenticateApiToken(String, RpcReplyPort<Option<(User, ApiToken)>>),
     /// Drops expired tokens and sessions (sent periodically by the actor itself).
     Sweep,
     /// Panics inside the handler (fault injection; see `LibraryMsg::InjectPanic`).
@@ -145,6 +204,8 @@ pub struct AccountsState {
     tokens: HashMap<String, StoredToken>,
     /// Keyed by session-token hash.
     sessions: HashMap<String, StoredSession>,
+    /// Keyed by API-token hash.
+    api_tokens: HashMap<String, ApiToken>,
 }
 
 impl Actor for Accounts {
@@ -169,6 +230,7 @@ impl Actor for Accounts {
             "session/",
             args.partition.scan::<StoredSession>("session/")?,
         );
+        let api_tokens = strip_keys("apitoken/", args.partition.scan::<ApiToken>("apitoken/")?);
         let key = ActorKey::global(ActorKind::Accounts);
         args.roster.started(key);
         myself.send_interval(std::time::Duration::from_secs(600), || AccountsMsg::Sweep);
@@ -181,6 +243,7 @@ impl Actor for Accounts {
             by_name,
             tokens,
             sessions,
+            api_tokens,
         })
     }
 
@@ -224,6 +287,25 @@ impl Actor for Accounts {
             }
             AccountsMsg::EndSession(token, reply) => {
                 reply_or_reload(reply, state.end_session(&token).await, is_storage)?;
+            }
+            AccountsMsg::CreateApiToken(req, reply) => {
+                reply_or_reload(reply, state.create_api_token(req).await, is_storage)?;
+            }
+            AccountsMsg::ListApiTokens(user, reply) => {
+                let mut list: Vec<ApiToken> = state
+                    .api_tokens
+                    .values()
+                    .filter(|t| t.user == user)
+                    .cloned()
+                    .collect();
+                list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+                let _ = reply.send(list);
+            }
+            AccountsMsg::RevokeApiToken(user, id, reply) => {
+                reply_or_reload(reply, state.revoke_api_token(user, id).await, is_storage)?;
+            }
+            AccountsMsg::AuthenticateApiToken(secret, reply) => {
+                let _ = reply.send(state.authenticate_api_token(&secret));
             }
             AccountsMsg::Sweep => state.sweep().await,
             AccountsMsg::InjectPanic => panic!("injected panic in accounts handler"),
@@ -390,6 +472,90 @@ impl AccountsState {
         self.partition.commit(changes).await.map_err(storage)?;
         self.sessions.remove(&hash);
         Ok(())
+    }
+
+    async fn create_api_token(
+        &mut self,
+        req: CreateApiToken,
+    ) -> Result<NewApiToken, AccountsError> {
+        let name = req.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+            return Err(AccountsError::Invalid(
+                "a token needs a name of 1 to 80 characters".into(),
+            ));
+        }
+        if !self.users.contains_key(&req.user) {
+            return Err(AccountsError::Invalid("no such user".into()));
+        }
+        let mine = self.api_tokens.values().filter(|t| t.user == req.user);
+        if mine.clone().count() >= MAX_API_TOKENS {
+            return Err(AccountsError::Invalid(format!(
+                "at most {MAX_API_TOKENS} tokens: revoke one first"
+            )));
+        }
+        if mine.clone().any(|t| t.name.eq_ignore_ascii_case(&name)) {
+            return Err(AccountsError::Invalid(format!(
+                "you already have a token named \"{name}\""
+            )));
+        }
+        let now = now_millis();
+        let expires_at = match req.expires_in_days {
+            None => None,
+            Some(d @ 1..=3650) => Some(now + i64::from(d) * 24 * 3600 * 1000),
+            Some(_) => {
+                return Err(AccountsError::Invalid(
+                    "a token lasts 1 to 3650 days, or does not expire".into(),
+                ));
+            }
+        };
+        let secret = format!("{API_TOKEN_PREFIX}{}", new_secret());
+        let token = ApiToken {
+            id: uuid::Uuid::now_v7(),
+            user: req.user,
+            name,
+            hint: secret.chars().take(API_TOKEN_PREFIX.len() + 4).collect(),
+            created_at: now,
+            expires_at,
+        };
+        let hash = hash_secret(&secret);
+        let mut changes = Changes::new();
+        changes
+            .put(format!("apitoken/{hash}"), &token)
+            .map_err(storage)?;
+        self.partition.commit(changes).await.map_err(storage)?;
+        self.api_tokens.insert(hash, token.clone());
+        Ok(NewApiToken { secret, token })
+    }
+
+    async fn revoke_api_token(
+        &mut self,
+        user: UserId,
+        id: uuid::Uuid,
+    ) -> Result<bool, AccountsError> {
+        let Some(hash) = self
+            .api_tokens
+            .iter()
+            .find(|(_, t)| t.user == user && t.id == id)
+            .map(|(h, _)| h.clone())
+        else {
+            return Ok(false);
+        };
+        let mut changes = Changes::new();
+        changes.delete(format!("apitoken/{hash}"));
+        self.partition.commit(changes).await.map_err(storage)?;
+        self.api_tokens.remove(&hash);
+        Ok(true)
+    }
+
+    fn authenticate_api_token(&self, secret: &str) -> Option<(User, ApiToken)> {
+        if !secret.starts_with(API_TOKEN_PREFIX) {
+            return None;
+        }
+        let token = self.api_tokens.get(&hash_secret(secret))?;
+        if token.expires_at.is_some_and(|e| e <= now_millis()) {
+            return None;
+        }
+        Some((self.users.get(&token.user)?.clone(), token.clone()))
     }
 
     async fn sweep(&mut self) {

@@ -3,13 +3,14 @@
 //! with utoipa; wire types are defined here (not borrowed from actor messages) so the public
 //! contract changes only on purpose.
 //!
-//! Authentication today: the browser session cookie, with `X-CSRF-Token` on state-changing
-//! requests. Bearer tokens join with the identity issue.
+//! Authentication: a personal API token (`Authorization: Bearer lpat_…`), or the browser
+//! session cookie with `X-CSRF-Token` on state-changing requests.
 
 pub(crate) mod catalog;
 mod extensions;
 pub(crate) mod storage;
 mod table_data;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ use super::error::ApiError;
                        state-changing request. Errors are RFC 9457 problem documents."
     ),
     modifiers(&SecuritySchemes),
-    security(("session" = [])),
+    security(("session" = []), ("bearer" = [])),
     tags(
         (name = "account", description = "Who you are"),
         (name = "saved-queries", description = "SQL you kept"),
@@ -62,6 +63,12 @@ impl Modify for SecuritySchemes {
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(SESSION_COOKIE))),
         );
         components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(utoipa::openapi::security::Http::new(
+                utoipa::openapi::security::HttpAuthScheme::Bearer,
+            )),
+        );
+        components.add_security_scheme(
             "csrf",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new(CSRF_HEADER))),
         );
@@ -72,6 +79,8 @@ impl Modify for SecuritySchemes {
 pub fn router() -> Router<AppState> {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(me))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
         .routes(routes!(list_saved_queries, create_saved_query))
         .routes(routes!(
             get_saved_query,

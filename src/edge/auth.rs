@@ -103,22 +103,63 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
-/// A signed-in caller of `/api`; others get a 401 problem.
+/// A signed-in caller of `/api`: a personal API token (`Authorization: Bearer lpat_…`, which
+/// takes precedence and needs no CSRF token), else the session cookie. Others get a 401 problem
+/// with `WWW-Authenticate: Bearer` (RFC 6750), so clients learn how to authenticate.
 pub struct ApiUser(pub Session);
 
+/// The bearer token of a request, if it sends one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn unauthorized(detail: &str, challenge: &'static str) -> Response {
+    let mut res = ApiError::new(StatusCode::UNAUTHORIZED, detail).into_response();
+    res.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    res
+}
+
 impl FromRequestParts<AppState> for ApiUser {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match session_of(parts, state).await? {
-            Some(s) => Ok(ApiUser(s)),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "sign in first: no valid session",
+        if let Some(token) = bearer(parts) {
+            let token = token.to_owned();
+            let found = state
+                .placement
+                .accounts(|r| AccountsMsg::AuthenticateApiToken(token.clone(), r))
+                .await
+                .map_err(|e| ApiError::from(e).into_response())?;
+            return match found {
+                Some((user, t)) => Ok(ApiUser(Session {
+                    user,
+                    // Bearer requests are not exposed to CSRF: a browser never adds the header
+                    // on its own.
+                    csrf_token: String::new(),
+                    created_at: t.created_at,
+                    expires_at: t.expires_at.unwrap_or(i64::MAX),
+                })),
+                None => Err(unauthorized(
+                    "the bearer token is not valid: it was revoked, has expired, or never existed",
+                    r#"Bearer realm="larder", error="invalid_token""#,
+                )),
+            };
+        }
+        match session_of(parts, state).await {
+            Ok(Some(s)) => Ok(ApiUser(s)),
+            Ok(None) => Err(unauthorized(
+                "sign in first, or send a personal API token as `Authorization: Bearer`",
+                r#"Bearer realm="larder""#,
             )),
+            Err(e) => Err(ApiError::from(e).into_response()),
         }
     }
 }

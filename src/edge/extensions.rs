@@ -20,7 +20,6 @@ use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::auth::ApiUser;
-use super::error::ApiError;
 use crate::extensions::{ExtensionFile, MirrorError};
 
 /// The mirror's URL prefix on this origin (the island's `custom_extension_repository`).
@@ -50,19 +49,17 @@ impl IntoResponse for MirrorError {
 /// if it is missing and one is configured.
 pub async fn serve(
     State(state): State<AppState>,
-    user: Result<ApiUser, ApiError>,
+    user: Result<ApiUser, Response>,
     Path(path): Path<String>,
     req: Request,
 ) -> Response {
-    if let Err(e) = user {
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    if let Err(refused) = user {
+        if refused.status() != StatusCode::UNAUTHORIZED {
+            return refused;
+        }
         return plain(
-            status,
-            if status == StatusCode::UNAUTHORIZED {
-                "sign in first: DuckDB extensions are served to signed-in sessions only".to_owned()
-            } else {
-                e.detail
-            },
+            StatusCode::UNAUTHORIZED,
+            "sign in first: DuckDB extensions are served to signed-in sessions only".to_owned(),
         );
     }
     let file = match ExtensionFile::parse(&path) {

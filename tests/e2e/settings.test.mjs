@@ -403,6 +403,31 @@ describe('settings: storage backends', { timeout: 120_000 }, () => {
     assert.deepEqual(await apiBackends(), ['local:local:builtin']);
   });
 
+  it('creates an API token shown once, which works as a bearer until revoked', async () => {
+    const tokens = page.locator('#api-tokens');
+    await tokens.locator('#token-name').waitFor();
+    await tokens.locator('#token-name').fill('e2e script');
+    await tokens.locator('#token-expiry').selectOption('30');
+    await tokens.locator('button[type=submit]').click();
+    const secret = (await tokens.locator('[data-secret]').textContent()).trim();
+    assert.match(secret, /^lpat_[A-Za-z0-9_-]{40,}$/);
+    assert.equal(await tokens.locator('tr[data-token="e2e script"]').count(), 1);
+    // From outside the browser: no cookie, no CSRF token.
+    const me = await fetch(`${larder.origin}/api/me`, { headers: { Authorization: `Bearer ${secret}` } });
+    assert.equal(me.status, 200);
+    assert.equal((await me.json()).name, 'owner');
+    // Shown once: reloading the section lists it without the secret.
+    await page.reload();
+    await tokens.locator('tr[data-token="e2e script"]').waitFor();
+    assert.equal(await tokens.locator('[data-secret]').count(), 0);
+    assert.ok(!(await page.content()).includes(secret));
+    await tokens.locator('tr[data-token="e2e script"] [data-action="revoke"]').click();
+    await tokens.locator('#no-tokens').waitFor();
+    const after = await fetch(`${larder.origin}/api/me`, { headers: { Authorization: `Bearer ${secret}` } });
+    assert.equal(after.status, 401);
+    assert.match(after.headers.get('www-authenticate'), /^Bearer realm="larder", error="invalid_token"$/);
+  });
+
   it('stayed on the Larder origin without console or page errors', () => {
     assert.ok(seen.requests.length > 10, 'requests were recorded');
     assert.deepEqual(seen.foreign(larder.origin), []);

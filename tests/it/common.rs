@@ -291,3 +291,20 @@ impl Session {
             .header("X-CSRF-Token", &self.csrf)
     }
 }
+
+/// Files under `dir` (the range cache aside) whose bytes contain `needle`.
+pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|n| n == "cache") {
+            continue;
+        }
+        if path.is_dir() {
+            hits.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            hits.push(path);
+        }
+    }
+    hits
+}

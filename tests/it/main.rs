@@ -10,3 +10,4 @@ mod edge;
 mod extensions;
 mod lifecycle;
 mod storage;
+mod tokens;

@@ -4,6 +4,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::Larder;
+use crate::common::files_containing;
 
 const SECRET: &str = "sekrit-VALUE-8c1f2e";
 
@@ -19,22 +20,6 @@ fn backend(name: &str) -> serde_json::Value {
 
 /// Files under `dir` holding `needle`; the object range cache (object bytes, preallocated
 /// and large) is not where secrets could be, and is skipped.
-fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "cache") {
-            continue;
-        }
-        if path.is_dir() {
-            hits.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            hits.push(path);
-        }
-    }
-    hits
-}
-
 #[tokio::test]
 async fn backend_secrets_are_sealed_write_only_and_survive_rotation() {
     let root = std::sync::Arc::new(tempfile::tempdir().unwrap());
