@@ -36,9 +36,10 @@ use super::error::ApiError;
 #[openapi(
     info(
         title = "Larder API",
-        description = "Your personal data warehouse, scriptable. Authenticate with the browser \
-                       session cookie; send the page's CSRF token in `X-CSRF-Token` on every \
-                       state-changing request. Errors are RFC 9457 problem documents."
+        description = "Your personal data warehouse, scriptable. Authenticate with a personal \
+                       API token (`Authorization: Bearer lpat_...`, made in Settings), or with \
+                       the browser session cookie plus the page's CSRF token in `X-CSRF-Token` on \
+                       every state-changing request. Errors are RFC 9457 problem documents."
     ),
     modifiers(&SecuritySchemes),
     security(("session" = []), ("bearer" = [])),
