@@ -44,9 +44,13 @@ export function createCatalog(db) {
   const status = new Map(); // view name -> { table, path, reason, seq, format }
   const listeners = new Set(); // (event) => void, on every change of `status`
   let loaded = null; // Promise of the first registration
-  let credentials = null; // Promise<{ expiresAt }>
+  let credentials = null; // Promise<void>: the current mint
+  let credentialsExpiry = null; // when the current credentials expire (ms), once minted
   const extensions = new Map(); // name -> Promise<boolean> (loaded in this DuckDB)
   let available = null; // Promise<Set<string>> of extensions the mirror has
+  let loadGeneration = 0; // bumped by every load, so an older warm-up stops
+  const registering = new Map(); // view -> Promise of its registration in progress
+  let warmed = false; // every table known at the last load has been registered
 
   const notify = (event) => {
     for (const l of listeners) {
@@ -58,11 +62,16 @@ export function createCatalog(db) {
     }
   };
 
-  async function ensureCredentials() {
-    const fresh = (c) => c && c.expiresAt - Date.now() > 5 * 60 * 1000;
-    const current = await credentials?.catch(() => null);
-    if (fresh(current)) return current;
-    credentials = (async () => {
+  /**
+   * The proxy credentials DuckDB signs with: one mint shared by every caller (decided
+   * synchronously, so parallel registrations never mint twice), renewed when it nears expiry.
+   * The four settings go in one statement, so no query runs between them.
+   */
+  function ensureCredentials() {
+    const stale = credentialsExpiry !== null && credentialsExpiry - Date.now() < 5 * 60 * 1000;
+    if (credentials && !stale) return credentials;
+    credentialsExpiry = null;
+    const mint = (async () => {
       const res = await fetch('/api/storage/proxy-credentials', {
         method: 'POST',
         headers: { 'X-CSRF-Token': db.csrfToken(), 'Content-Type': 'application/json', Accept: 'application/json' },
@@ -71,15 +80,19 @@ export function createCatalog(db) {
       });
       if (!res.ok) throw new Error(`cannot get storage credentials: ${await problem(res)}`);
       const c = await res.json();
-      for (const sql of [
+      await db.rawQuery([
         `SET s3_endpoint=${sqlString(c.browser_endpoint)}`,
         `SET s3_region=${sqlString(c.region)}`,
         `SET s3_access_key_id=${sqlString(c.access_key_id)}`,
         `SET s3_secret_access_key=${sqlString(c.secret_access_key)}`,
-      ]) await db.rawQuery(sql);
-      return { expiresAt: Date.parse(c.expires_at) || Date.now() + 30 * 60 * 1000 };
+      ].join('; '));
+      credentialsExpiry = Date.parse(c.expires_at) || Date.now() + 30 * 60 * 1000;
     })();
-    return credentials;
+    credentials = mint;
+    mint.catch(() => {
+      if (credentials === mint) credentials = null; // the next caller tries again
+    });
+    return mint;
   }
 
   function mirror() {
@@ -137,6 +150,7 @@ export function createCatalog(db) {
   async function register(view, table, snapshot, { asOf = null, seq = null, columns = [] } = {}) {
     const entry = {
       table, path: 'error', reason: '', seq, format: snapshot?.format ?? '', columns: columns.map((c) => c.name),
+      pending: false, snapshot,
     };
     try {
       if (!snapshot) throw new Error('no snapshot yet');
@@ -178,10 +192,20 @@ export function createCatalog(db) {
   }
 
   /** Registers the whole catalog (one request; tables in parallel). Resolves to its seq. */
+  /**
+   * Learns the whole catalog (one request) and makes every table usable by name at once: each
+   * gets its path from what is known without I/O (no snapshot or public web data: ⚠; CSV, or a
+   * format whose extension the mirror has: native; otherwise Arrow) and is registered in DuckDB
+   * by the first query that names it, or by the warm-up that then goes through the remaining
+   * tables one at a time in the background (finding files that are gone: ⚠). Binding a view
+   * costs a few HTTP round trips per table inside DuckDB, so registering 500 tables eagerly
+   * would keep a fresh tab busy for seconds.
+   */
   async function loadAll() {
     await db.start();
     const t0 = performance.now();
-    const catalog = await fetchCatalog();
+    const generation = ++loadGeneration;
+    const [catalog, exts] = await Promise.all([fetchCatalog(), mirror()]);
     const names = new Set(catalog.tables.map((t) => t.name));
     for (const view of [...status.keys()]) {
       if (!view.includes('@') && !names.has(view)) {
@@ -189,11 +213,46 @@ export function createCatalog(db) {
         await drop(view);
       }
     }
-    await Promise.all(catalog.tables.map((t) => register(t.name, t.name, t.snapshot,
-      { seq: t.last_commit, columns: t.schema?.columns ?? [] })));
+    for (const t of catalog.tables) {
+      const s = t.snapshot;
+      const entry = {
+        table: t.name, seq: t.last_commit, format: s?.format ?? '', columns: (t.schema?.columns ?? []).map((c) => c.name),
+        path: 'arrow', reason: '', pending: true, snapshot: s,
+      };
+      if (!s) Object.assign(entry, { path: 'error', reason: 'no snapshot yet', pending: false });
+      else if (!s.backend) {
+        Object.assign(entry, { path: 'error', reason: `${s.uri} is on the public web, which this page may not fetch from`, pending: false });
+      } else if (!EXTENSION[s.format] || exts.has(EXTENSION[s.format])) entry.path = 'native';
+      status.set(t.name, entry);
+    }
     const ms = performance.now() - t0;
     notify({ type: 'loaded', seq: catalog.seq, ms, tables: catalog.tables.length });
+    warmUp(generation);
     return { seq: catalog.seq, ms };
+  }
+
+  /** Registers a known table now if it is not yet in DuckDB (once, however many ask). */
+  function ensureRegistered(view) {
+    const e = status.get(view);
+    if (!e?.pending) return Promise.resolve(e);
+    if (!registering.has(view)) {
+      registering.set(view, register(view, e.table, e.snapshot, { seq: e.seq, columns: e.columns.map((name) => ({ name })) })
+        .finally(() => registering.delete(view)));
+    }
+    return registering.get(view);
+  }
+
+  /** Registers the remaining tables one at a time, yielding to queries in between. */
+  async function warmUp(generation) {
+    let done = 0;
+    for (const [view, e] of [...status]) {
+      if (generation !== loadGeneration) return; // a newer load took over
+      if (!e.pending) continue;
+      await ensureRegistered(view);
+      if (++done % 25 === 0) notify({ type: 'registered' });
+    }
+    warmed = true;
+    notify({ type: 'registered', complete: true });
   }
 
   /** Brings one table up to date after a commit. */
@@ -219,8 +278,19 @@ export function createCatalog(db) {
     notify({ type: 'commit', commit });
   }
 
-  /** Registers the time-travel names `sql` uses ("orders@12"); resolves to the views made. */
+  /**
+   * Before `sql` runs: registers the catalog tables it names that are not in DuckDB yet, and
+   * its time-travel names ("orders@12"); resolves to the time-travel views made.
+   */
   async function prepare(sql) {
+    const byName = new Map([...status.keys()].filter((v) => !v.includes('@')).map((v) => [v.toLowerCase(), v]));
+    const named = new Set();
+    for (const [, quoted, bare] of sql.matchAll(/"((?:[^"]|"")*)"|([A-Za-z_][A-Za-z0-9_]*)/g)) {
+      const view = byName.get((quoted ?? bare).replaceAll('""', '"').toLowerCase());
+      if (view) named.add(view);
+    }
+    const newly = [...named].filter((v) => status.get(v)?.pending);
+    await Promise.all([...named].map(ensureRegistered));
     const made = [];
     for (const [, table, seq] of sql.matchAll(AS_OF)) {
       const view = `${table}@${seq}`;
@@ -231,7 +301,7 @@ export function createCatalog(db) {
       if (entry.path === 'error') throw new Error(`${view}: ${entry.reason}`);
       made.push(view);
     }
-    notify({ type: 'as-of', views: made });
+    if (made.length > 0 || newly.length > 0) notify({ type: 'prepared', views: made });
     return made;
   }
 
@@ -249,6 +319,10 @@ export function createCatalog(db) {
     },
     applyCommit,
     prepare,
+    /** Whether every table known at the last load is registered in DuckDB. */
+    get warmed() {
+      return warmed;
+    },
     onChange(fn) {
       listeners.add(fn);
       return () => listeners.delete(fn);

@@ -420,7 +420,7 @@ function mount(root) {
       catalogList.replaceChildren(h('li', { class: 'muted small' }, 'No tables yet: commit one on the Catalog page.'));
       return;
     }
-    catalogList.replaceChildren(...entries.map(([view, e]) => h('li', { 'data-table': view, 'data-path': e.path },
+    catalogList.replaceChildren(...entries.map(([view, e]) => h('li', { 'data-table': view, 'data-path': e.path, 'data-ready': e.pending ? null : 'true' },
       h('button', { type: 'button', class: 'link table-ref', title: `SELECT * FROM ${view}`, onclick: () => {
         editor.value = `SELECT * FROM ${view.includes('@') ? `"${view}"` : view} LIMIT 100;`;
         editor.focus();
@@ -428,8 +428,12 @@ function mount(root) {
       e.format ? h('span', { class: 'badge' }, e.format) : null,
       e.path === 'error'
         ? h('span', { class: 'badge warn', title: e.reason }, '⚠ ', e.reason)
-        : h('span', { class: `badge ${e.path === 'native' ? 'ok' : ''}`, title: e.path === 'native'
-          ? 'read by DuckDB through the S3 proxy' : 'decoded by Larder and loaded as Arrow' }, e.path))));
+        : h('span', {
+          class: `badge ${e.path === 'native' ? 'ok' : ''}${e.pending ? ' pending' : ''}`,
+          'data-pending': e.pending ? 'true' : null,
+          title: (e.path === 'native' ? 'read by DuckDB through the S3 proxy' : 'decoded by Larder and loaded as Arrow')
+            + (e.pending ? ' · not opened yet: opened by the first query that names it' : ''),
+        }, e.path))));
   }
 
   const showCue = (text) => {
@@ -583,7 +587,11 @@ window.larder = {
   csrfToken,
   /** The catalog as registered in this tab: { name: { path, reason, format, seq } }. */
   catalog: {
-    status: () => Object.fromEntries(catalog.status),
+    status: () => Object.fromEntries([...catalog.status].map(([k, { snapshot, ...e }]) => [k, e])),
+    /** True once every table known at load is registered in DuckDB (the warm-up is done). */
+    get warmed() {
+      return catalog.warmed;
+    },
     load: () => loadCatalog(),
     get seq() {
       return commits?.seq ?? null;

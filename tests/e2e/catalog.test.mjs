@@ -236,6 +236,9 @@ describe('the catalog in the browser', { timeout: 240_000 }, () => {
     await page.reload();
     await duckdbReady(page);
     await waitForTables(page, 5);
+    // Tables are usable by name at once and opened in the background: wait for that to finish.
+    await page.waitForFunction(() => window.larder.catalog.warmed, null, { timeout: 30_000 });
+    await page.waitForFunction(() => !document.querySelector('#catalog-status [data-pending]'));
     const b = await badges(page);
     assert.equal(b.gone, 'error');
     assert.equal(b.gone_too, 'error');
