@@ -3,9 +3,11 @@
 //! A child of the user's [`UserSupervisor`](crate::user::UserSupervisor), loaded from its
 //! [`Partition`] in `pre_start`. Every change is one [`Commit`] with the next sequence number;
 //! the table, snapshot and commit records of a change are applied in one atomic batch, and the
-//! caller is answered only once that batch is durable. Writes are pipelined (see
-//! [`crate::acks`]): the actor applies a change and moves on while the store's flusher thread
-//! fsyncs, so one fsync acknowledges every commit made meanwhile (group commit).
+//! caller is answered only once that batch is durable. Writes are batched and pipelined: the
+//! commits waiting in the mailbox are applied to memory one by one and written to the store in
+//! one atomic apply (`WriteBatch`, which the actor sends itself after the first of them); the
+//! actor then moves on while the store's flusher thread fsyncs (see [`crate::acks`]), so one
+//! fsync acknowledges every commit made meanwhile (group commit).
 //!
 //! Once durable, each commit is handed to the user's `Session` (which tells the user's open
 //! tabs); that hand-off is also where transforms will hook their triggers.
@@ -98,6 +100,9 @@ pub enum CatalogMsg {
     SetSchema(SchemaUpdate, RpcReplyPort<Result<bool, CatalogError>>),
     /// Panics inside the handler: fault injection for supervision tests.
     InjectPanic,
+    /// Internal: writes the commits gathered since the last write (sent by the actor to
+    /// itself after the first one, so it runs after every commit already in the mailbox).
+    WriteBatch,
 }
 
 /// Where durable commits are announced: the user's `Session`, whichever incarnation of it is
@@ -135,6 +140,17 @@ pub struct CatalogState {
     announcer: Announcer,
     acks: Acks,
     book: Book,
+    /// Commits applied to `book` but not yet to the store, with their answers.
+    batch: Option<Batch>,
+}
+
+type Deliver = Box<dyn FnOnce(Result<(), Arc<str>>) + Send>;
+
+/// Commits waiting for the next store write: one write (and one flush request) for every
+/// commit that was in the mailbox, so the per-write cost is shared.
+struct Batch {
+    changes: crate::store::Changes,
+    answers: Vec<Deliver>,
 }
 
 impl Actor for Catalog {
@@ -162,6 +178,7 @@ impl Actor for Catalog {
             announcer: args.announcer,
             acks: Acks::start(myself.get_cell()),
             book,
+            batch: None,
         })
     }
 
@@ -176,13 +193,18 @@ impl Actor for Catalog {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: CatalogMsg,
         state: &mut CatalogState,
     ) -> Result<(), ActorProcessingErr> {
         state.roster.handled(&state.key);
+        if !matches!(msg, CatalogMsg::Commit(..)) {
+            // Whatever else comes must see (and queue behind) every commit before it.
+            state.write_batch()?;
+        }
         match msg {
-            CatalogMsg::Commit(req, reply) => state.commit(req, reply)?,
+            CatalogMsg::Commit(req, reply) => state.commit(&myself, req, reply),
+            CatalogMsg::WriteBatch => {}
             CatalogMsg::Catalog(include_deleted, reply) => {
                 let view = state.book.catalog(include_deleted);
                 state.acks.answer(move || {
@@ -240,39 +262,76 @@ impl Actor for Catalog {
 }
 
 impl CatalogState {
+    /// Applies a change to memory and adds it to the batch; the answer waits for the batch's
+    /// flush.
     fn commit(
         &mut self,
+        myself: &ActorRef<CatalogMsg>,
         req: ChangeRequest,
         reply: RpcReplyPort<Result<Committed, CatalogError>>,
-    ) -> Result<(), ActorProcessingErr> {
+    ) {
         let (committed, changes) = match self.book.apply(req, now_millis()) {
             Ok(done) => done,
             Err(e) => {
-                // Refused: nothing changed, but answer in order behind pending commits.
-                self.acks.answer(move || {
+                // Refused: nothing changed; answered behind the commits before it.
+                let answer: Deliver = Box::new(move |_| {
                     let _ = reply.send(Err(e));
                 });
-                return Ok(());
+                self.add(myself, crate::store::Changes::new(), answer);
+                return;
             }
         };
-        match self.partition.apply(changes) {
+        let announcer = self.announcer.clone();
+        let answer: Deliver = Box::new(move |r| match r {
+            Ok(()) => {
+                announcer.announce(committed.commit.clone());
+                metrics::counter!("larder_catalog_commits_total").increment(1);
+                let _ = reply.send(Ok(committed));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(storage(e)));
+            }
+        });
+        self.add(myself, changes, answer);
+    }
+
+    fn add(&mut self, myself: &ActorRef<CatalogMsg>, changes: crate::store::Changes, answer: Deliver) {
+        let batch = self.batch.get_or_insert_with(|| {
+            // After every message already queued: that is what makes the batch.
+            let _ = myself.cast(CatalogMsg::WriteBatch);
+            Batch {
+                changes: crate::store::Changes::new(),
+                answers: Vec::new(),
+            }
+        });
+        batch.changes.append(changes);
+        batch.answers.push(answer);
+    }
+
+    /// Writes the batch to the store in one atomic apply; its answers go out once it is
+    /// durable. A failed write fails the actor: memory is ahead of the store, so it reloads.
+    fn write_batch(&mut self) -> Result<(), ActorProcessingErr> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        match self.partition.apply(batch.changes) {
             Ok(durable) => {
-                let announcer = self.announcer.clone();
-                self.acks.after(durable, move |r| match r {
-                    Ok(()) => {
-                        announcer.announce(committed.commit.clone());
-                        metrics::counter!("larder_catalog_commits_total").increment(1);
-                        let _ = reply.send(Ok(committed));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(storage(e)));
+                let answers = batch.answers;
+                self.acks.after(durable, move |r| {
+                    for answer in answers {
+                        answer(r.clone());
                     }
                 });
+                Ok(())
             }
-            // Memory is ahead of the store now: fail, so the supervisor reloads.
-            Err(e) => return fail(reply, e),
+            Err(e) => {
+                let message: Arc<str> = Arc::from(e.to_string());
+                for answer in batch.answers {
+                    answer(Err(message.clone()));
+                }
+                Err(format!("a catalog write failed: {e}; restarting to reload").into())
+            }
         }
-        Ok(())
     }
 }
 

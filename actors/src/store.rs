@@ -208,6 +208,12 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// Adds `other`'s changes after these (later ones win for the same key).
+    pub fn append(&mut self, other: Changes) -> &mut Self {
+        self.ops.extend(other.ops);
+        self
+    }
 }
 
 impl Partition {
