@@ -295,7 +295,12 @@ impl CatalogState {
         self.add(myself, changes, answer);
     }
 
-    fn add(&mut self, myself: &ActorRef<CatalogMsg>, changes: crate::store::Changes, answer: Deliver) {
+    fn add(
+        &mut self,
+        myself: &ActorRef<CatalogMsg>,
+        changes: crate::store::Changes,
+        answer: Deliver,
+    ) {
         let batch = self.batch.get_or_insert_with(|| {
             // After every message already queued: that is what makes the batch.
             let _ = myself.cast(CatalogMsg::WriteBatch);
