@@ -224,8 +224,11 @@ async function freshLoad(page) {
   await page.goto(`${ORIGIN}/query`);
   await waitReady(page);
   const got = await page.evaluate(async () => {
+    const t0 = performance.now();
     const loaded = await window.larder.catalog.load();
-    return { ...loaded, status: window.larder.catalog.status() };
+    // Every table is usable by name now; DuckDB opens them in the background (the warm-up).
+    while (!window.larder.catalog.warmed) await new Promise((r) => setTimeout(r, 10));
+    return { ...loaded, warmMs: performance.now() - t0, status: window.larder.catalog.status() };
   });
   // The status line the person sees ("… · N tables in X ms").
   await page.waitForFunction(() => /tables in/.test(document.querySelector('#duckdb-status').textContent),
@@ -328,6 +331,7 @@ async function catalogInit(browser, alice) {
   log(`  ${TABLES} commits over HTTP in ${fmt(commitMs)} ms (${fmt(TABLES / (commitMs / 1000))}/s, 8 in flight)`);
 
   const loads = [];
+  const warms = [];
   const natives = [];
   const floors = [];
   const fetches = [];
@@ -342,6 +346,7 @@ async function catalogInit(browser, alice) {
     }
     if (last.broken.length) broken.push({ round: r + 1, tables: last.broken, requests: last.failedRequests });
     loads.push(last.ms);
+    warms.push(last.warmMs);
     // The one request alone (the tab is idle now).
     const f = await inPage(alice.page, 3, async () => {
       const t = performance.now();
@@ -369,10 +374,11 @@ async function catalogInit(browser, alice) {
   }
   results.catalog_init = { loads, natives, floors, fetches, commitMs, paths: last.paths, line: last.line, broken };
   const q = last.requests;
-  timeRow(`${TABLES} tables registered in a fresh tab`, loads, 'native DuckDB, same files, local', natives, {
+  timeRow(`${TABLES} tables registered in a fresh tab (usable by name)`, loads, 'native DuckDB, same files, local', natives, {
     target: 1000,
-    note: `catalog.load(): ${last.paths.native} CSV native (views over s3://), ${last.paths.arrow} Parquet over the Arrow path; status line: "${last.line.replace(/^.*· (\d+ tables)/, '$1')}"`,
+    note: `catalog.load(): one GET /api/catalog; ${last.paths.native} CSV native (views over s3://), ${last.paths.arrow} Parquet over the Arrow path, each opened in DuckDB by the first query naming it; status line: "${last.line.replace(/^.*· (\d+ tables)/, '$1')}"`,
   });
+  timeRow(`  all ${TABLES} opened in DuckDB by the background warm-up`, warms, 'native DuckDB, same files, local', natives);
   rows.push([`  requests (last round): ${q.s3} to /s3 (${q.s3Head} HEAD), ${q.tableData} to /api/table-data, ` +
     `${q.credentials} POST /api/storage/proxy-credentials`, '', '', '', '']);
   for (const b of broken) {
