@@ -1,7 +1,8 @@
 // The user's catalog inside the tab, and the tab's WebSocket.
 //
-// This module OWNS: registering every catalog table in the tab's DuckDB (in one request for the
-// whole catalog), choosing each table's data path and reporting it (native: a view over
+// This module OWNS: making every catalog table usable in the tab's DuckDB (one request for the
+// whole catalog; each table opened by the first query naming it, the rest by a background
+// warm-up), choosing each table's data path and reporting it (native: a view over
 // read_parquet/read_json/read_csv on s3://backend/key through Larder's same-origin S3 proxy;
 // arrow: the server decodes the file and streams Arrow IPC into a DuckDB table; ⚠: why the table
 // is unavailable — one broken table never blocks the others), the proxy credentials DuckDB signs
@@ -191,7 +192,6 @@ export function createCatalog(db) {
     return res.json();
   }
 
-  /** Registers the whole catalog (one request; tables in parallel). Resolves to its seq. */
   /**
    * Learns the whole catalog (one request) and makes every table usable by name at once: each
    * gets its path from what is known without I/O (no snapshot or public web data: ⚠; CSV, or a
