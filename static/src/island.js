@@ -107,6 +107,14 @@ function loadSample(url) {
 // The catalog and the tab's WebSocket.
 
 const catalog = createCatalog({ start, rawQuery, withConn, csrfToken });
+// Requests cut off by leaving the page fail; that is not worth an error in the console.
+let leaving = false;
+addEventListener('pagehide', () => {
+  leaving = true;
+});
+addEventListener('pageshow', () => {
+  leaving = false; // back from the back/forward cache
+});
 const signedIn = csrfToken() !== '';
 let firstHello;
 const helloSeen = new Promise((resolve) => {
@@ -117,7 +125,9 @@ const commits = signedIn
     onHello: () => firstHello(),
     onCommit: (commit) => {
       document.body.dispatchEvent(new CustomEvent('larder:commit', { detail: commit }));
-      catalog.applyCommit(commit).catch((err) => console.error('larder: commit not applied', err));
+      catalog.applyCommit(commit).catch((err) => {
+        if (!leaving) console.error('larder: commit not applied', err);
+      });
     },
   })
   : null;
@@ -527,6 +537,7 @@ function mount(root) {
           setStatus(`DuckDB ${info.version} · ready in ${(info.instantiateMs / 1000).toFixed(1)} s${note} · ${catalog.status.size} tables in ${Math.round(loaded.ms)} ms${broken ? ` (${broken} ⚠)` : ''}`, 'ready');
         }
       } catch (err) {
+        if (leaving) return;
         console.error('larder: catalog not loaded', err);
         if (catalogList) catalogList.replaceChildren(h('li', { class: 'error small' }, `Catalog not loaded: ${err?.message ?? err}`));
       }

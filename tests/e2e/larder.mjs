@@ -233,7 +233,7 @@ export function launchBrowser() {
  * messages of type "error" (pages and workers) and uncaught page errors.
  */
 export function watch(context) {
-  const seen = { requests: [], failedResponses: [], consoleErrors: [], pageErrors: [] };
+  const seen = { requests: [], failedResponses: [], aborted: [], consoleErrors: [], pageErrors: [] };
   const onPage = (page) => {
     page.on('console', (m) => {
       // For "Failed to load resource" the location is the resource, otherwise the script.
@@ -252,9 +252,13 @@ export function watch(context) {
   context.on('response', (r) => {
     if (r.status() >= 400) seen.failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
   });
-  context.on('requestfailed', (r) =>
-    seen.failedResponses.push(`failed ${r.method()} ${r.url()}: ${r.failure()?.errorText}`),
-  );
+  context.on('requestfailed', (r) => {
+    const line = `failed ${r.method()} ${r.url()}: ${r.failure()?.errorText}`;
+    // A request cut off because the page navigated away (the island's catalog fetches, say)
+    // is the browser's doing, not a failure of the server.
+    if (r.failure()?.errorText === 'net::ERR_ABORTED') seen.aborted.push(line);
+    else seen.failedResponses.push(line);
+  });
   return {
     ...seen,
     /** Request URLs that did not go to `origin`. */
