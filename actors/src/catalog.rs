@@ -81,6 +81,9 @@ pub enum CatalogMsg {
     /// Every table with its current snapshot (and deleted ones when `true`).
     #[rpc]
     Catalog(bool, RpcReplyPort<CatalogView>),
+    /// The number of the last durable commit (0 before the first).
+    #[rpc]
+    Head(RpcReplyPort<Seq>),
     /// One table by name (case-insensitive), deleted or not.
     #[rpc]
     Table(String, RpcReplyPort<Option<TableView>>),
@@ -209,6 +212,12 @@ impl Actor for Catalog {
                 let view = state.book.catalog(include_deleted);
                 state.acks.answer(move || {
                     let _ = reply.send(view);
+                });
+            }
+            CatalogMsg::Head(reply) => {
+                let seq = state.book.seq();
+                state.acks.answer(move || {
+                    let _ = reply.send(seq);
                 });
             }
             CatalogMsg::Table(name, reply) => {

@@ -76,6 +76,8 @@ async fn concurrent_commits_are_numbered_once_each_and_all_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(view.seq, 200);
+    assert_eq!(p.catalog(user, CatalogMsg::Head).await.unwrap(), 200);
+    assert_eq!(p.catalog(user, CatalogMsg::Head).await.unwrap(), 200);
     assert_eq!(view.tables.len(), 7);
     let log = p
         .catalog(user, |r| {

@@ -116,12 +116,12 @@ impl Conn {
         from_now: bool,
     ) -> anyhow::Result<()> {
         self.join().await?;
+        // Only the number: saying hello must not copy the whole catalog.
         let seq = self
             .state
             .placement
-            .catalog(self.user, |r| CatalogMsg::Catalog(false, r))
-            .await?
-            .seq;
+            .catalog(self.user, CatalogMsg::Head)
+            .await?;
         send(
             socket,
             &Frame::Hello {
