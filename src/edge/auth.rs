@@ -344,7 +344,49 @@ pub async fn login(
     let jar = jar
         .add(cookie)
         .remove(Cookie::build(LOGIN_NONCE_COOKIE).path("/login"));
-    private((jar, Redirect::to("/query")).into_response())
+    let (jar, to) = take_return(jar);
+    private((jar, Redirect::to(&to)).into_response())
+}
+
+/// Where a sign-in returns to when a page that needed it (an OAuth `/authorize`, say) sent the
+/// person away to sign in: a path on this origin, kept in a short-lived cookie.
+const RETURN_COOKIE: &str = "larder_return";
+
+/// Remembers `path_and_query` (a local path) as where the next sign-in should land.
+pub fn remember_return(jar: CookieJar, path_and_query: &str, secure: bool) -> CookieJar {
+    if !is_local_path(path_and_query) {
+        return jar;
+    }
+    jar.add(
+        Cookie::build((RETURN_COOKIE, path_and_query.to_owned()))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(secure)
+            .max_age(time::Duration::minutes(30))
+            .build(),
+    )
+}
+
+/// Where a sign-in that just succeeded should land (the remembered local path, else the query
+/// page), with the cookie cleared. Every sign-in path (login link, OIDC) ends through this.
+pub fn take_return(jar: CookieJar) -> (CookieJar, String) {
+    let to = jar
+        .get(RETURN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|p| is_local_path(p))
+        .unwrap_or_else(|| "/query".to_owned());
+    (jar.remove(Cookie::build(RETURN_COOKIE).path("/")), to)
+}
+
+/// A path on this origin: `/…`, never `//host` or `/\host` (which browsers treat as another
+/// origin), no control characters.
+fn is_local_path(p: &str) -> bool {
+    p.starts_with('/')
+        && !p.starts_with("//")
+        && !p.starts_with("/\\")
+        && !p.chars().any(|c| c.is_control())
+        && p.len() <= 4096
 }
 
 fn new_nonce() -> String {
@@ -376,4 +418,23 @@ pub async fn logout(
         return Ok(res);
     }
     Ok((jar, Redirect::to("/")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_remembered_as_returns() {
+        for good in ["/authorize?client_id=x&state=%2F%2F", "/query", "/"] {
+            assert!(is_local_path(good), "{good}");
+        }
+        for bad in ["//evil.example/", "/\\evil.example", "https://evil.example/", "", "/a\nb"] {
+            assert!(!is_local_path(bad), "{bad:?}");
+        }
+        let jar = remember_return(CookieJar::new(), "//evil.example/", false);
+        assert_eq!(take_return(jar).1, "/query");
+        let jar = remember_return(CookieJar::new(), "/authorize?x=1", false);
+        assert_eq!(take_return(jar).1, "/authorize?x=1");
+    }
 }
