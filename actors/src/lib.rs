@@ -26,6 +26,7 @@ pub mod catalog;
 mod ids;
 pub mod library;
 pub mod node;
+pub mod oauth;
 pub mod placement;
 pub mod roster;
 pub mod session;

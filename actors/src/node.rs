@@ -1,6 +1,6 @@
 //! `NodeSupervisor`: the root of this node's supervision tree, and [`Node`], its owner's handle.
 //!
-//! It owns the node-global `Accounts` actor (restarted with back-off) and the map of active
+//! It owns the node-global actors (`Accounts`, `OAuth`; each restarted with back-off) and the map of active
 //! users: it activates a user's [`UserSupervisor`] on first use and drains it once the user has
 //! been idle for `idle_timeout` (passivation). Shutting the node down drains every child, so
 //! queued requests finish, then flushes the store.
@@ -14,6 +14,7 @@ use ractor_cluster::RactorMessage;
 
 use crate::UserId;
 use crate::accounts::{Accounts, AccountsArgs, AccountsConfig, AccountsMsg};
+use crate::oauth::{OAuth, OAuthArgs, OAuthConfig, OAuthMsg};
 use crate::placement::Placement;
 use crate::roster::{ActorKey, ActorKind, Roster};
 use crate::store::{Owner, Store};
@@ -30,6 +31,7 @@ pub struct NodeConfig {
     pub call_timeout: Duration,
     pub restart: RestartPolicy,
     pub accounts: AccountsConfig,
+    pub oauth: OAuthConfig,
     /// The vault keys (shared with rotation).
     pub keyring: SharedKeyring,
 }
@@ -43,6 +45,7 @@ impl Default for NodeConfig {
             call_timeout: Duration::from_secs(10),
             restart: RestartPolicy::default(),
             accounts: AccountsConfig::default(),
+            oauth: OAuthConfig::default(),
             keyring: Arc::new(RwLock::new(Keyring::new([(1, VaultKey::generate())]))),
         }
     }
@@ -55,12 +58,14 @@ pub enum NodeMsg {
     Activate(UserId, RpcReplyPort<Result<ActorRef<UserMsg>, String>>),
     /// The Accounts actor, once it is running.
     Accounts(RpcReplyPort<ActorRef<AccountsMsg>>),
+    /// The OAuth actor, once it is running.
+    OAuth(RpcReplyPort<ActorRef<OAuthMsg>>),
     /// Internal: passivate users idle for longer than the timeout.
     SweepIdle,
     /// Internal: a user's supervisor finished starting (or failed to).
     Started(UserId, Result<ActorRef<UserMsg>, String>),
-    /// Internal: the back-off after an Accounts failure has elapsed.
-    RestartAccounts,
+    /// Internal: the back-off after a global actor's failure has elapsed.
+    Restart(Global),
 }
 
 pub struct NodeSupervisor;
@@ -89,14 +94,72 @@ enum Slot {
     },
 }
 
+/// The node-global actors, each supervised by the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Global {
+    Accounts,
+    OAuth,
+}
+
+impl Global {
+    fn kind(self) -> ActorKind {
+        match self {
+            Global::Accounts => ActorKind::Accounts,
+            Global::OAuth => ActorKind::OAuth,
+        }
+    }
+}
+
+/// One node-global actor: its handle while it runs, the callers waiting while it restarts.
+struct GlobalSlot<M: ractor::Message> {
+    actor: Option<ActorRef<M>>,
+    backoff: Backoff,
+    waiting: Vec<RpcReplyPort<ActorRef<M>>>,
+}
+
+impl<M: ractor::Message> GlobalSlot<M> {
+    fn new(restart: RestartPolicy) -> Self {
+        GlobalSlot {
+            actor: None,
+            backoff: Backoff::new(restart),
+            waiting: Vec::new(),
+        }
+    }
+
+    fn running(&mut self, actor: ActorRef<M>) {
+        self.backoff.started();
+        for reply in self.waiting.drain(..) {
+            let _ = reply.send(actor.clone());
+        }
+        self.actor = Some(actor);
+    }
+
+    fn ask(&mut self, reply: RpcReplyPort<ActorRef<M>>) {
+        match &self.actor {
+            Some(a) => {
+                let _ = reply.send(a.clone());
+            }
+            None => self.waiting.push(reply),
+        }
+    }
+
+    /// Forgets the actor if `id` was it.
+    fn ended(&mut self, id: ractor::ActorId) -> bool {
+        let was = self.actor.as_ref().is_some_and(|a| a.get_id() == id);
+        if was {
+            self.actor = None;
+        }
+        was
+    }
+}
+
 pub struct NodeState {
     store: Store,
     roster: Roster,
     config: NodeConfig,
     users: HashMap<UserId, Slot>,
-    accounts: Option<ActorRef<AccountsMsg>>,
-    accounts_backoff: Backoff,
-    waiting_for_accounts: Vec<RpcReplyPort<ActorRef<AccountsMsg>>>,
+    accounts: GlobalSlot<AccountsMsg>,
+    oauth: GlobalSlot<OAuthMsg>,
 }
 
 const NODE_KEY: ActorKey = ActorKey {
@@ -105,31 +168,52 @@ const NODE_KEY: ActorKey = ActorKey {
 };
 
 impl NodeState {
-    async fn spawn_accounts(
+    /// Starts a global actor unless it runs already.
+    async fn spawn_global(
         &mut self,
         myself: &ActorRef<NodeMsg>,
+        which: Global,
     ) -> Result<(), ActorProcessingErr> {
-        let args = AccountsArgs {
-            partition: self.store.partition("accounts", &Owner::Global),
-            roster: self.roster.clone(),
-            config: self.config.accounts,
-        };
-        let (accounts, _) = Actor::spawn_linked(None, Accounts, args, myself.get_cell()).await?;
-        self.accounts_backoff.started();
-        self.accounts = Some(accounts.clone());
-        for reply in self.waiting_for_accounts.drain(..) {
-            let _ = reply.send(accounts.clone());
+        let partition = |name| self.store.partition(name, &Owner::Global);
+        match which {
+            Global::Accounts if self.accounts.actor.is_none() => {
+                let args = AccountsArgs {
+                    partition: partition("accounts"),
+                    roster: self.roster.clone(),
+                    config: self.config.accounts,
+                };
+                let (a, _) = Actor::spawn_linked(None, Accounts, args, myself.get_cell()).await?;
+                self.accounts.running(a);
+            }
+            Global::OAuth if self.oauth.actor.is_none() => {
+                let args = OAuthArgs {
+                    partition: partition("oauth"),
+                    roster: self.roster.clone(),
+                    config: self.config.oauth,
+                };
+                let (a, _) = Actor::spawn_linked(None, OAuth, args, myself.get_cell()).await?;
+                self.oauth.running(a);
+            }
+            _ => {}
         }
         Ok(())
     }
 
-    fn schedule_accounts_restart(&mut self, myself: &ActorRef<NodeMsg>, error: &str) {
-        self.roster
-            .failed(&ActorKey::global(ActorKind::Accounts), error);
-        metrics::counter!("larder_actor_restarts_total", "kind" => "accounts").increment(1);
-        let delay = self.accounts_backoff.next_delay();
-        tracing::warn!(error, ?delay, "accounts actor failed; restarting");
-        myself.send_after(delay, || NodeMsg::RestartAccounts);
+    fn schedule_restart(&mut self, myself: &ActorRef<NodeMsg>, which: Global, error: &str) {
+        let kind = which.kind();
+        self.roster.failed(&ActorKey::global(kind), error);
+        metrics::counter!("larder_actor_restarts_total", "kind" => kind.as_str()).increment(1);
+        let delay = match which {
+            Global::Accounts => self.accounts.backoff.next_delay(),
+            Global::OAuth => self.oauth.backoff.next_delay(),
+        };
+        tracing::warn!(
+            error,
+            ?delay,
+            actor = kind.as_str(),
+            "global actor failed; restarting"
+        );
+        myself.send_after(delay, move || NodeMsg::Restart(which));
     }
 
     fn activate(&mut self, myself: &ActorRef<NodeMsg>, user: UserId, reply: ActivateReply) {
@@ -270,13 +354,13 @@ impl Actor for NodeSupervisor {
         let mut state = NodeState {
             store: args.store,
             roster: args.roster,
-            accounts_backoff: Backoff::new(args.config.restart),
+            accounts: GlobalSlot::new(args.config.restart),
+            oauth: GlobalSlot::new(args.config.restart),
             config: args.config,
             users: HashMap::new(),
-            accounts: None,
-            waiting_for_accounts: Vec::new(),
         };
-        state.spawn_accounts(&myself).await?;
+        state.spawn_global(&myself, Global::Accounts).await?;
+        state.spawn_global(&myself, Global::OAuth).await?;
         myself.send_interval(sweep_period(state.config.idle_timeout), || {
             NodeMsg::SweepIdle
         });
@@ -307,18 +391,12 @@ impl Actor for NodeSupervisor {
         match msg {
             NodeMsg::Activate(user, reply) => state.activate(&myself, user, reply),
             NodeMsg::Started(user, result) => state.started(user, result),
-            NodeMsg::Accounts(reply) => match &state.accounts {
-                Some(a) => {
-                    let _ = reply.send(a.clone());
-                }
-                None => state.waiting_for_accounts.push(reply),
-            },
+            NodeMsg::Accounts(reply) => state.accounts.ask(reply),
+            NodeMsg::OAuth(reply) => state.oauth.ask(reply),
             NodeMsg::SweepIdle => state.sweep_idle(),
-            NodeMsg::RestartAccounts => {
-                if state.accounts.is_none()
-                    && let Err(e) = state.spawn_accounts(&myself).await
-                {
-                    state.schedule_accounts_restart(&myself, &format!("restart failed: {e}"));
+            NodeMsg::Restart(which) => {
+                if let Err(e) = state.spawn_global(&myself, which).await {
+                    state.schedule_restart(&myself, which, &format!("restart failed: {e}"));
                 }
             }
         }
@@ -339,10 +417,16 @@ impl Actor for NodeSupervisor {
             _ => return Ok(()),
         };
         let id = cell.get_id();
-        if state.accounts.as_ref().is_some_and(|a| a.get_id() == id) {
-            state.accounts = None;
+        let global = if state.accounts.ended(id) {
+            Some(Global::Accounts)
+        } else if state.oauth.ended(id) {
+            Some(Global::OAuth)
+        } else {
+            None
+        };
+        if let Some(which) = global {
             let error = failure.unwrap_or_else(|| "stopped unexpectedly".to_owned());
-            state.schedule_accounts_restart(&myself, &error);
+            state.schedule_restart(&myself, which, &error);
             return Ok(());
         }
         state.user_ended(&myself, id, failure);

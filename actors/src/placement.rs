@@ -19,6 +19,7 @@ use crate::accounts::AccountsMsg;
 use crate::catalog::CatalogMsg;
 use crate::library::LibraryMsg;
 use crate::node::NodeMsg;
+use crate::oauth::OAuthMsg;
 use crate::roster::{ActorInfo, Roster};
 use crate::session::SessionMsg;
 use crate::user::{UserHandles, UserMsg};
@@ -52,6 +53,8 @@ pub struct Placement {
     call_timeout: Duration,
     /// The Accounts actor, asked of the root only when it is unknown or went away.
     accounts: Arc<RwLock<Option<ActorRef<AccountsMsg>>>>,
+    /// The OAuth actor, likewise.
+    oauth: Arc<RwLock<Option<ActorRef<OAuthMsg>>>>,
 }
 
 /// How many times a call is re-resolved and re-sent after its target went away.
@@ -68,6 +71,7 @@ impl Placement {
             roster,
             call_timeout,
             accounts: Arc::default(),
+            oauth: Arc::default(),
         }
     }
 
@@ -141,23 +145,38 @@ impl Placement {
         &self,
         build: impl Fn(RpcReplyPort<R>) -> AccountsMsg,
     ) -> Result<R, ActorError> {
+        self.global(&self.accounts, NodeMsg::Accounts, build).await
+    }
+
+    /// Calls the node-global OAuth actor, waiting out a restart.
+    pub async fn oauth<R: Send + 'static>(
+        &self,
+        build: impl Fn(RpcReplyPort<R>) -> OAuthMsg,
+    ) -> Result<R, ActorError> {
+        self.global(&self.oauth, NodeMsg::OAuth, build).await
+    }
+
+    /// Calls a node-global actor through its cached handle, asking the root for it only when
+    /// it is unknown or went away.
+    async fn global<M: Message, R: Send + 'static>(
+        &self,
+        cache: &RwLock<Option<ActorRef<M>>>,
+        ask_root: fn(RpcReplyPort<ActorRef<M>>) -> NodeMsg,
+        build: impl Fn(RpcReplyPort<R>) -> M,
+    ) -> Result<R, ActorError> {
         let resolve = || async move {
-            let cached = self
-                .accounts
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let cached = cache.read().unwrap_or_else(|e| e.into_inner()).clone();
             match cached {
                 Some(a) => Ok(a),
                 None => {
-                    let a = self.ask(&self.root, NodeMsg::Accounts).await?;
-                    *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Some(a.clone());
+                    let a = self.ask(&self.root, ask_root).await?;
+                    *cache.write().unwrap_or_else(|e| e.into_inner()) = Some(a.clone());
                     Ok(a)
                 }
             }
         };
         let forget = || {
-            *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = None;
+            *cache.write().unwrap_or_else(|e| e.into_inner()) = None;
         };
         self.call_with_retry(resolve, forget, build).await
     }

@@ -17,6 +17,7 @@ use crate::ids::{UnixMillis, UserId, now_millis};
 pub enum ActorKind {
     Node,
     Accounts,
+    OAuth,
     User,
     Library,
     Vault,
@@ -29,6 +30,7 @@ impl ActorKind {
         match self {
             ActorKind::Node => "node",
             ActorKind::Accounts => "accounts",
+            ActorKind::OAuth => "oauth",
             ActorKind::User => "user",
             ActorKind::Library => "library",
             ActorKind::Vault => "vault",
