@@ -30,6 +30,28 @@ pub struct Config {
     pub storage: StorageConfig,
     pub s3: S3Config,
     pub extensions: ExtensionsConfig,
+    pub oauth: OAuthConfig,
+}
+
+/// Larder as an OAuth 2.1 authorization server (for MCP clients and other apps people connect).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// Lifetime of an access token (a signed JWT; revoking its grant also ends it at once).
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// How long a grant lasts unused: each refresh moves it on by this much.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        OAuthConfig {
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 /// Secret keys. Unset keys are generated on first start into `<data_dir>/keys/` (0600); a
@@ -285,6 +307,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             s3: S3Config::default(),
             extensions: ExtensionsConfig::default(),
+            oauth: OAuthConfig::default(),
         }
     }
 }
@@ -517,6 +540,17 @@ impl Config {
         if extensions.max_size < ExtensionsConfig::MIN_MAX_SIZE {
             return invalid("extensions.max_size", "must be at least 1048576 (1 MiB)");
         }
+        if !(Duration::from_secs(10)..=Duration::from_secs(24 * 3600))
+            .contains(&self.oauth.access_token_ttl)
+        {
+            return invalid(
+                "oauth.access_token_ttl",
+                "must be between 10 seconds and 1 day",
+            );
+        }
+        if self.oauth.refresh_token_ttl < Duration::from_secs(60) {
+            return invalid("oauth.refresh_token_ttl", "must be at least 1 minute");
+        }
         if self.actors.restart_backoff > self.actors.restart_backoff_max {
             return invalid(
                 "actors.restart_backoff",
@@ -542,6 +576,10 @@ impl Config {
             accounts: larder_actors::accounts::AccountsConfig {
                 login_token_ttl: self.auth.local.link_ttl,
                 session_ttl: self.auth.session_ttl,
+            },
+            oauth: larder_actors::oauth::OAuthConfig {
+                code_ttl: Duration::from_secs(300),
+                refresh_ttl: self.oauth.refresh_token_ttl,
             },
             keyring,
         }
@@ -825,6 +863,34 @@ mod tests {
             jail.set_env("LARDER_EXTENSIONS__REPOSITORY", "https://x");
             let e = load_in(jail, None).unwrap_err().to_string();
             assert!(e.contains("repository"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn oauth_lifetimes_have_documented_defaults_and_bounds() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None).unwrap().oauth;
+            assert_eq!(
+                (c.access_token_ttl, c.refresh_token_ttl),
+                (
+                    Duration::from_secs(900),
+                    Duration::from_secs(30 * 24 * 3600)
+                )
+            );
+            let documented = Config::load(Some(Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/cluster.toml"
+            ))))
+            .unwrap();
+            assert_eq!(documented.oauth, c, "cluster.toml shows the defaults");
+            jail.set_env("LARDER_OAUTH__ACCESS_TOKEN_TTL", "2days");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(err.contains("oauth.access_token_ttl"), "{err}");
+            jail.set_env("LARDER_OAUTH__ACCESS_TOKEN_TTL", "1m");
+            jail.set_env("LARDER_OAUTH__REFRESH_TOKEN_TTL", "5s");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(err.contains("oauth.refresh_token_ttl"), "{err}");
             Ok(())
         });
     }

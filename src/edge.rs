@@ -9,10 +9,12 @@
 mod api;
 mod assets;
 mod auth;
+mod connections;
 mod error;
 mod extensions;
 mod library;
 mod metrics;
+pub mod oauth;
 mod pages;
 mod settings;
 mod tables;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub extensions: ExtensionMirror,
     /// The users' catalogs, as every surface uses them.
     pub catalogs: crate::catalog::Catalogs,
+    /// Signs and checks OAuth access tokens.
+    pub access_tokens: Arc<oauth::jwt::AccessTokens>,
 }
 
 impl AppState {
@@ -114,6 +118,12 @@ pub fn app(state: AppState) -> Router {
             "/settings/tokens/{id}",
             axum::routing::delete(tokens::revoke),
         )
+        .route("/settings/connections", get(connections::list))
+        .route(
+            "/settings/connections/{id}",
+            axum::routing::delete(connections::revoke),
+        )
+        .route("/authorize", get(oauth::authorize).post(oauth::decide))
         .route("/admin/actors", get(pages::actors))
         .route("/admin/actors/rows", get(pages::actor_rows));
 
@@ -124,7 +134,7 @@ pub fn app(state: AppState) -> Router {
         .route("/s3/{*path}", any(s3_on_origin))
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(pages::healthz))
-        .route("/.well-known/jwks.json", get(jwks))
+        .merge(oauth_public())
         .route("/metrics", get(metrics::render))
         .route("/static/{version}/{*path}", get(assets::versioned))
         .route("/samples/{*path}", get(assets::sample))
@@ -166,6 +176,39 @@ pub fn app(state: AppState) -> Router {
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; \
                    connect-src 'self'; img-src 'self' data:; style-src 'self'; object-src 'none'; \
                    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// What OAuth clients call without a session: metadata, the JWKS, registration, token and
+/// revocation. Open to any origin (browser-based MCP clients): none of it uses cookies.
+fn oauth_public() -> Router<AppState> {
+    use tower_http::cors::{Any, CorsLayer};
+    // Every route answers OPTIONS too, so the CORS layer sees preflights (the app-wide
+    // method-not-allowed fallback would answer them otherwise).
+    let preflight = || async { http::StatusCode::NO_CONTENT };
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks).options(preflight))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::metadata).options(preflight),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(oauth::protected_resource).options(preflight),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/api",
+            get(oauth::protected_resource).options(preflight),
+        )
+        .route("/oauth/register", post(oauth::register).options(preflight))
+        .route("/oauth/token", post(oauth::token).options(preflight))
+        .route("/oauth/revoke", post(oauth::revoke).options(preflight))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([http::Method::GET, http::Method::POST])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .max_age(std::time::Duration::from_secs(3600)),
+        )
+}
 
 /// `GET /.well-known/jwks.json`: the public key access tokens are signed with.
 async fn jwks(State(state): State<AppState>) -> axum::Json<serde_json::Value> {

@@ -60,11 +60,15 @@ impl JwtKey {
         hex::encode(&digest[..8])
     }
 
-    /// The private key as PKCS#8 PEM, for a JWT library's encoding key.
-    #[cfg_attr(not(test), allow(dead_code))] // the identity issue's token signer uses it
-    pub fn pkcs8_pem(&self) -> anyhow::Result<String> {
+    /// The private key as PKCS#8 DER, for the JWT library's encoding key.
+    pub fn pkcs8_der(&self) -> anyhow::Result<Vec<u8>> {
         use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-        Ok(self.0.to_pkcs8_pem(Default::default())?.to_string())
+        Ok(self.0.to_pkcs8_der()?.as_bytes().to_vec())
+    }
+
+    /// The public key, base64url (the JWK's `x`).
+    pub fn public_x(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0.verifying_key().to_bytes())
     }
 
     /// The public key as a JWK (RFC 8037, OKP / Ed25519).
@@ -72,7 +76,7 @@ impl JwtKey {
         serde_json::json!({
             "kty": "OKP",
             "crv": "Ed25519",
-            "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0.verifying_key().to_bytes()),
+            "x": self.public_x(),
             "kid": self.kid(),
             "use": "sig",
             "alg": "EdDSA",
@@ -275,11 +279,10 @@ mod tests {
         assert_eq!(a.proxy.0, b.proxy.0);
         assert_eq!(a.jwt.kid(), b.jwt.kid(), "the signing key is reused");
         assert_ne!(a.proxy.0, a.jwt.0.to_bytes(), "one key per job");
-        assert!(
-            a.jwt
-                .pkcs8_pem()
-                .unwrap()
-                .starts_with("-----BEGIN PRIVATE KEY-----")
+        assert_eq!(
+            a.jwt.pkcs8_der().unwrap().len(),
+            48,
+            "PKCS#8 v1 of an Ed25519 seed"
         );
         let jwk = a.jwt.public_jwk();
         assert_eq!(

@@ -107,7 +107,13 @@ pub async fn run(
     };
     let extensions = open_extension_mirror(&config, &data_dir).await?;
     let catalogs = crate::catalog::Catalogs::new(placement.clone(), registry.clone());
+    let access_tokens = Arc::new(edge::oauth::jwt::AccessTokens::new(
+        &keys.jwt,
+        &base_url,
+        config.oauth.access_token_ttl,
+    )?);
     let state = AppState {
+        access_tokens,
         catalogs,
         placement,
         config: Arc::new(config),

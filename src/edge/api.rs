@@ -29,7 +29,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{ApiUser, CSRF_HEADER, SESSION_COOKIE};
+use super::auth::{ApiUser, AuthVia, CSRF_HEADER, SESSION_COOKIE};
 use super::error::ApiError;
 
 #[derive(OpenApi)]
@@ -134,16 +134,32 @@ struct Me {
     name: String,
     /// May open the admin pages.
     admin: bool,
+    /// How the request authenticated: `session`, `api_token` or `oauth`.
+    auth: &'static str,
+    /// The OAuth client acting for the user, when `auth` is `oauth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
-/// Who the session (or, later, the bearer token) belongs to.
+/// Who the session or bearer token belongs to (the simplest protected route).
 #[utoipa::path(get, path = "/api/me", tag = "account",
     responses((status = 200, body = Me), (status = 401, body = ApiError, content_type = "application/problem+json")))]
-async fn me(State(state): State<AppState>, ApiUser(session): ApiUser) -> Json<Me> {
+async fn me(
+    State(state): State<AppState>,
+    ApiUser(session): ApiUser,
+    via: Option<axum::Extension<AuthVia>>,
+) -> Json<Me> {
+    let (auth, client_id) = match via.map(|v| v.0) {
+        Some(AuthVia::ApiToken) => ("api_token", None),
+        Some(AuthVia::OAuth { client_id }) => ("oauth", Some(client_id)),
+        Some(AuthVia::Session) | None => ("session", None),
+    };
     Json(Me {
         id: session.user.id.to_string(),
         admin: state.is_admin(&session.user.name),
         name: session.user.name,
+        auth,
+        client_id,
     })
 }
 

@@ -19,7 +19,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use larder_actors::ActorError;
-use larder_actors::accounts::{AccountsError, AccountsMsg, Session};
+use larder_actors::accounts::{API_TOKEN_PREFIX, AccountsError, AccountsMsg, Session};
+use larder_actors::oauth::OAuthMsg;
 use subtle::ConstantTimeEq as _;
 
 use super::AppState;
@@ -103,10 +104,20 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
-/// A signed-in caller of `/api`: a personal API token (`Authorization: Bearer lpat_…`, which
-/// takes precedence and needs no CSRF token), else the session cookie. Others get a 401 problem
-/// with `WWW-Authenticate: Bearer` (RFC 6750), so clients learn how to authenticate.
+/// A signed-in caller of `/api`: a bearer token (a personal API token `lpat_…`, or an OAuth
+/// access token: a JWT this node signed for the API's resource, whose grant still lives), which
+/// takes precedence and needs no CSRF token, else the session cookie. Others get a 401 problem
+/// with `WWW-Authenticate: Bearer` (RFC 6750) naming the resource metadata (RFC 9728), so
+/// clients, MCP ones included, learn how to obtain a token.
 pub struct ApiUser(pub Session);
+
+/// How an [`ApiUser`] authenticated, left in the request's extensions for handlers that say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthVia {
+    Session,
+    ApiToken,
+    OAuth { client_id: String },
+}
 
 /// The bearer token of a request, if it sends one.
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -115,13 +126,66 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn unauthorized(detail: &str, challenge: &'static str) -> Response {
+/// A 401 with the RFC 6750 challenge; `invalid_token` when a bearer token was refused.
+fn unauthorized(state: &AppState, detail: &str, invalid_token: bool) -> Response {
     let mut res = ApiError::new(StatusCode::UNAUTHORIZED, detail).into_response();
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
+    let error = if invalid_token {
+        r#", error="invalid_token""#
+    } else {
+        ""
+    };
+    let challenge = format!(
+        r#"Bearer realm="larder", resource_metadata="{}{}"{error}"#,
+        state.base_url,
+        super::oauth::API_RESOURCE_METADATA
     );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
     res
+}
+
+/// The user behind an OAuth access token, if it verifies and its grant still lives.
+async fn oauth_user(state: &AppState, token: &str) -> Result<(Session, String), Response> {
+    let audiences = state.api_audiences();
+    let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+    let claims = state
+        .access_tokens
+        .verify(token, &audiences)
+        .map_err(|m| unauthorized(state, &m, true))?;
+    let revoked = || {
+        unauthorized(
+            state,
+            "the access token's grant was revoked or has lapsed",
+            true,
+        )
+    };
+    let family = claims.fid;
+    let grant = state
+        .placement
+        .oauth(|r| OAuthMsg::LiveGrant(family, r))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(revoked)?;
+    if grant.user.to_string() != claims.sub || grant.client_id != claims.client_id {
+        return Err(revoked());
+    }
+    let user_id = grant.user;
+    let user = state
+        .placement
+        .accounts(|r| AccountsMsg::GetUser(user_id, r))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .ok_or_else(revoked)?;
+    Ok((
+        Session {
+            user,
+            csrf_token: String::new(),
+            created_at: claims.iat.saturating_mul(1000),
+            expires_at: claims.exp.saturating_mul(1000),
+        },
+        claims.client_id,
+    ))
 }
 
 impl FromRequestParts<AppState> for ApiUser {
@@ -133,31 +197,45 @@ impl FromRequestParts<AppState> for ApiUser {
     ) -> Result<Self, Self::Rejection> {
         if let Some(token) = bearer(parts) {
             let token = token.to_owned();
+            if !token.starts_with(API_TOKEN_PREFIX) {
+                let (session, client_id) = oauth_user(state, &token).await?;
+                parts.extensions.insert(AuthVia::OAuth { client_id });
+                return Ok(ApiUser(session));
+            }
             let found = state
                 .placement
                 .accounts(|r| AccountsMsg::AuthenticateApiToken(token.clone(), r))
                 .await
                 .map_err(|e| ApiError::from(e).into_response())?;
             return match found {
-                Some((user, t)) => Ok(ApiUser(Session {
-                    user,
-                    // Bearer requests are not exposed to CSRF: a browser never adds the header
-                    // on its own.
-                    csrf_token: String::new(),
-                    created_at: t.created_at,
-                    expires_at: t.expires_at.unwrap_or(i64::MAX),
-                })),
+                Some((user, t)) => {
+                    parts.extensions.insert(AuthVia::ApiToken);
+                    Ok(ApiUser(Session {
+                        user,
+                        // Bearer requests are not exposed to CSRF: a browser never adds the
+                        // header on its own.
+                        csrf_token: String::new(),
+                        created_at: t.created_at,
+                        expires_at: t.expires_at.unwrap_or(i64::MAX),
+                    }))
+                }
                 None => Err(unauthorized(
+                    state,
                     "the bearer token is not valid: it was revoked, has expired, or never existed",
-                    r#"Bearer realm="larder", error="invalid_token""#,
+                    true,
                 )),
             };
         }
         match session_of(parts, state).await {
-            Ok(Some(s)) => Ok(ApiUser(s)),
+            Ok(Some(s)) => {
+                parts.extensions.insert(AuthVia::Session);
+                Ok(ApiUser(s))
+            }
             Ok(None) => Err(unauthorized(
-                "sign in first, or send a personal API token as `Authorization: Bearer`",
-                r#"Bearer realm="larder""#,
+                state,
+                "sign in first, or send a personal API token or an OAuth access token as \
+                 `Authorization: Bearer`",
+                false,
             )),
             Err(e) => Err(ApiError::from(e).into_response()),
         }
@@ -167,7 +245,12 @@ impl FromRequestParts<AppState> for ApiUser {
 /// Routes authenticated by something other than the session cookie, which ignore it: the S3
 /// proxy (SigV4) and the sign-in form (its own double-submit nonce).
 fn uses_session(path: &str) -> bool {
-    !(path == "/login" || path == "/s3" || path.starts_with("/s3/"))
+    !(path == "/login"
+        || path == "/s3"
+        || path.starts_with("/s3/")
+        || path.starts_with("/oauth/")
+        // The consent form checks the session's CSRF token in a form field itself.
+        || path == "/authorize")
 }
 
 /// Refuses state-changing requests that carry a session cookie but not its CSRF token.
@@ -429,7 +512,13 @@ mod tests {
         for good in ["/authorize?client_id=x&state=%2F%2F", "/query", "/"] {
             assert!(is_local_path(good), "{good}");
         }
-        for bad in ["//evil.example/", "/\\evil.example", "https://evil.example/", "", "/a\nb"] {
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "",
+            "/a\nb",
+        ] {
             assert!(!is_local_path(bad), "{bad:?}");
         }
         let jar = remember_return(CookieJar::new(), "//evil.example/", false);

@@ -425,7 +425,7 @@ describe('settings: storage backends', { timeout: 120_000 }, () => {
     await tokens.locator('#no-tokens').waitFor();
     const after = await fetch(`${larder.origin}/api/me`, { headers: { Authorization: `Bearer ${secret}` } });
     assert.equal(after.status, 401);
-    assert.match(after.headers.get('www-authenticate'), /^Bearer realm="larder", error="invalid_token"$/);
+    assert.match(after.headers.get('www-authenticate'), /^Bearer realm="larder", resource_metadata="http:\/\/127\.0\.0\.1:\d+\/\.well-known\/oauth-protected-resource\/api", error="invalid_token"$/);
   });
 
   it('stayed on the Larder origin without console or page errors', () => {

@@ -9,5 +9,6 @@ mod durability;
 mod edge;
 mod extensions;
 mod lifecycle;
+mod oauth;
 mod storage;
 mod tokens;

@@ -100,9 +100,10 @@ async fn tokens_work_as_bearer_for_their_user_until_revoked() {
         .await
         .unwrap();
     assert_eq!(none.status(), 401);
+    let metadata = format!("{}/.well-known/oauth-protected-resource/api", larder.base);
     assert_eq!(
         none.headers()["www-authenticate"],
-        r#"Bearer realm="larder""#
+        format!(r#"Bearer realm="larder", resource_metadata="{metadata}""#).as_str()
     );
     for wrong in ["lpat_nope", "not-even-ours", &secret[..secret.len() - 1]] {
         let res = bearer(&larder, Method::GET, "/api/me", wrong)
@@ -112,7 +113,10 @@ async fn tokens_work_as_bearer_for_their_user_until_revoked() {
         assert_eq!(res.status(), 401, "{wrong}");
         assert_eq!(
             res.headers()["www-authenticate"],
-            r#"Bearer realm="larder", error="invalid_token""#
+            format!(
+                r#"Bearer realm="larder", resource_metadata="{metadata}", error="invalid_token""#
+            )
+            .as_str()
         );
         assert_eq!(res.headers()["content-type"], "application/problem+json");
     }

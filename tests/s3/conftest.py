@@ -19,20 +19,13 @@ import pytest
 import requests
 from botocore.config import Config
 
-from support import (MOTO_ACCESS_KEY, MOTO_BUCKET, MOTO_PREFIX, MOTO_SECRET, LarderUser, free_port,
-                     s3_client, stop, tail, wait_until)
+from support import (MOTO_ACCESS_KEY, MOTO_BUCKET, MOTO_PREFIX, MOTO_SECRET, Larder, LarderUser,
+                     free_port, s3_client, stop, tail, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Process logs shown with every failing test.
 _LOGS: dict[str, Path] = {}
-
-
-def larder_bin() -> Path:
-    if os.environ.get("LARDER_BIN"):
-        return Path(os.environ["LARDER_BIN"])
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return target / "debug" / "larder"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -43,46 +36,6 @@ def pytest_runtest_makereport(item, call):
         for name, path in _LOGS.items():
             report.sections.append((f"{name} log (tail)",
                                     tail(path, 6000 if name == "larder" else 2500)))
-
-
-class Larder:
-    """A running `larder serve` on its own data dir."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.data_dir = root / "data"
-        self.log = root / "larder.log"
-        self.env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(root),
-            "LARDER_DATA_DIR": str(self.data_dir),
-            "LARDER_HTTP__ADDR": "127.0.0.1:0",
-            "LARDER_S3__ADDR": "127.0.0.1:0",
-            "RUST_LOG": "info,larder=debug",
-        }
-        binary = larder_bin()
-        if not binary.exists():
-            raise RuntimeError(f"{binary} does not exist: build it first (cargo build)")
-        self.bin = binary
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(binary), "serve"], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=root)
-        login_file = self.data_dir / "login-url"
-        url = wait_until("the login-url file",
-                         lambda: login_file.exists() and login_file.read_text().strip(),
-                         proc=self.proc, log=self.log)
-        self.login_url = url
-        self.base = url.split("/login/")[0]
-        wait_until("/healthz", lambda: requests.get(f"{self.base}/healthz", timeout=5)
-                   .status_code == 200, proc=self.proc, log=self.log)
-
-    def login_link(self, user: str) -> str:
-        res = subprocess.run([str(self.bin), "login-link", "--user", user], env=self.env,
-                             capture_output=True, text=True, timeout=30)
-        assert res.returncode == 0, res.stderr
-        links = [w for w in res.stdout.split() if "/login/" in w]
-        assert links, f"no login link in {res.stdout!r}"
-        return links[-1]
 
 
 @pytest.fixture(scope="session")

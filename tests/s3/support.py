@@ -8,6 +8,7 @@ signed correctly, so the proxy's key checks, not its signature check, are what a
 from __future__ import annotations
 
 import datetime as dt
+import os
 import hashlib
 import hmac
 import html
@@ -337,3 +338,53 @@ def aws_cli(env: dict, *args: str, check: bool = True, input_: bytes | None = No
             f"stdout: {res.stdout.decode(errors='replace')[-3000:]}\n"
             f"stderr: {res.stderr.decode(errors='replace')[-3000:]}")
     return res
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def larder_bin() -> Path:
+    if os.environ.get("LARDER_BIN"):
+        return Path(os.environ["LARDER_BIN"])
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return target / "debug" / "larder"
+
+
+class Larder:
+    """A running `larder serve` on its own data dir."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.data_dir = root / "data"
+        self.log = root / "larder.log"
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(root),
+            "LARDER_DATA_DIR": str(self.data_dir),
+            "LARDER_HTTP__ADDR": "127.0.0.1:0",
+            "LARDER_S3__ADDR": "127.0.0.1:0",
+            "RUST_LOG": "info,larder=debug",
+        }
+        binary = larder_bin()
+        if not binary.exists():
+            raise RuntimeError(f"{binary} does not exist: build it first (cargo build)")
+        self.bin = binary
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(binary), "serve"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=root)
+        login_file = self.data_dir / "login-url"
+        url = wait_until("the login-url file",
+                         lambda: login_file.exists() and login_file.read_text().strip(),
+                         proc=self.proc, log=self.log)
+        self.login_url = url
+        self.base = url.split("/login/")[0]
+        wait_until("/healthz", lambda: requests.get(f"{self.base}/healthz", timeout=5)
+                   .status_code == 200, proc=self.proc, log=self.log)
+
+    def login_link(self, user: str) -> str:
+        res = subprocess.run([str(self.bin), "login-link", "--user", user], env=self.env,
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        links = [w for w in res.stdout.split() if "/login/" in w]
+        assert links, f"no login link in {res.stdout!r}"
+        return links[-1]
