@@ -960,7 +960,10 @@ mod tests {
             let c = load_in(jail, Some("oidc.toml")).unwrap();
             assert!(c.auth.link_verified_email);
             let p = &c.auth.oidc[0];
-            assert_eq!((p.label(), p.issuer.as_str()), ("Corp SSO", "https://id.example.com/"));
+            assert_eq!(
+                (p.label(), p.issuer.as_str()),
+                ("Corp SSO", "https://id.example.com/")
+            );
             assert_eq!(p.scopes, vec!["email", "profile"]);
             let e = p.client_secret().unwrap_err().to_string();
             assert_eq!(
@@ -980,8 +983,15 @@ mod tests {
                 r#"[{name="op", issuer="http://127.0.0.1:9", client_id="c", client_secret_env="OP_SECRET"}]"#,
             );
             let c = load_in(jail, Some("oidc.toml")).unwrap();
-            assert_eq!(c.auth.oidc[0].label(), "op", "the label defaults to the name");
-            assert_eq!(c.auth.oidc[0].issuer, "http://127.0.0.1:9", "kept as written");
+            assert_eq!(
+                c.auth.oidc[0].label(),
+                "op",
+                "the label defaults to the name"
+            );
+            assert_eq!(
+                c.auth.oidc[0].issuer, "http://127.0.0.1:9",
+                "kept as written"
+            );
             Ok(())
         });
         for (value, reason) in [
@@ -1019,7 +1029,10 @@ mod tests {
                 r#"[{name="a", issuer="https://x", client_id="c", client_secret="S"}]"#,
             );
             let e = load_in(jail, None).unwrap_err().to_string();
-            assert!(e.contains("client_secret"), "a secret in the config is refused: {e}");
+            assert!(
+                e.contains("client_secret"),
+                "a secret in the config is refused: {e}"
+            );
             Ok(())
         });
     }

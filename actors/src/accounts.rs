@@ -113,7 +113,9 @@ pub enum AccountsError {
     #[error("could not store the change: {0}")]
     Storage(String),
     /// A sign-up whose (verified) address no allowlist pattern admits.
-    #[error("{0} is not on this node's allowlist for new accounts: ask its administrator to add it")]
+    #[error(
+        "{0} is not on this node's allowlist for new accounts: ask its administrator to add it"
+    )]
     NotOnAllowlist(String),
 }
 
@@ -179,7 +181,10 @@ pub enum AccountsMsg {
     /// Signs in (or links, or signs up) the person an OpenID provider vouched for and opens a
     /// session.
     #[rpc]
-    OidcSignIn(OidcSignIn, RpcReplyPort<Result<OidcSignedIn, AccountsError>>),
+    OidcSignIn(
+        OidcSignIn,
+        RpcReplyPort<Result<OidcSignedIn, AccountsError>>,
+    ),
     /// The identities that sign in a user.
     #[rpc]
     ListIdentities(UserId, RpcReplyPort<Vec<Identity>>),
@@ -387,7 +392,7 @@ impl Actor for Accounts {
                     .filter(|i| i.user == user)
                     .cloned()
                     .collect();
-                list.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+                list.sort_by_key(|i| i.created_at);
                 let _ = reply.send(list);
             }
             AccountsMsg::Allow(pattern, reply) => {

@@ -109,7 +109,10 @@ async fn sign_ups_need_a_verified_address_on_the_allowlist_and_existing_users_st
         ..person("s-carol", "carol@example.com")
     };
     let e = sign_in(&p, unverified).await.unwrap_err();
-    assert!(matches!(e, AccountsError::Invalid(ref m) if m.contains("verified")), "{e}");
+    assert!(
+        matches!(e, AccountsError::Invalid(ref m) if m.contains("verified")),
+        "{e}"
+    );
     let no_email = OidcSignIn {
         email: None,
         ..person("s-carol", "carol@example.com")
@@ -118,21 +121,28 @@ async fn sign_ups_need_a_verified_address_on_the_allowlist_and_existing_users_st
     assert!(user_names(&p).await.is_empty());
 
     // Admitted: named by the address, with a session.
-    let carol = sign_in(&p, person("s-carol", "Carol@Example.com")).await.unwrap();
+    let carol = sign_in(&p, person("s-carol", "Carol@Example.com"))
+        .await
+        .unwrap();
     assert_eq!(carol.how, SignedInAs::SignedUp);
     assert_eq!(carol.session.session.user.name, "carol@example.com");
     let who = p
         .accounts(|r| AccountsMsg::Authenticate(carol.session.token.clone(), r))
         .await
         .unwrap();
-    assert_eq!(who.map(|s| s.user.name).as_deref(), Some("carol@example.com"));
+    assert_eq!(
+        who.map(|s| s.user.name).as_deref(),
+        Some("carol@example.com")
+    );
 
     // Off the allowlist again: the existing identity still signs in, as the same user.
     p.accounts(|r| AccountsMsg::Disallow("@example.com".into(), r))
         .await
         .unwrap()
         .unwrap();
-    let back = sign_in(&p, person("s-carol", "carol@example.com")).await.unwrap();
+    let back = sign_in(&p, person("s-carol", "carol@example.com"))
+        .await
+        .unwrap();
     assert_eq!(back.how, SignedInAs::Known);
     assert_eq!(back.session.session.user.id, carol.session.session.user.id);
     // The same subject at another issuer is someone else.
@@ -162,10 +172,14 @@ async fn names_stay_unique_and_verified_email_links_only_when_allowed() {
     allow(&p, "@example.com").await.unwrap();
 
     // Linking off (the default): a separate user with the next free name.
-    let other = sign_in(&p, person("s-dave", "dave@example.com")).await.unwrap();
+    let other = sign_in(&p, person("s-dave", "dave@example.com"))
+        .await
+        .unwrap();
     assert_eq!(other.how, SignedInAs::SignedUp);
     assert_eq!(other.session.session.user.name, "dave@example.com-2");
-    let plus = sign_in(&p, person("s-erin", "erin+x@example.com")).await.unwrap();
+    let plus = sign_in(&p, person("s-erin", "erin+x@example.com"))
+        .await
+        .unwrap();
     assert_eq!(plus.session.session.user.name, "erin-x@example.com");
 
     // Linking on: a new identity with a verified address joins the user named by it...
@@ -204,7 +218,10 @@ async fn names_stay_unique_and_verified_email_links_only_when_allowed() {
         },
     )
     .await;
-    assert!(unverified.is_err(), "an unverified address neither links nor signs up");
+    assert!(
+        unverified.is_err(),
+        "an unverified address neither links nor signs up"
+    );
     let identities = p
         .accounts(|r| AccountsMsg::ListIdentities(local.id, r))
         .await
@@ -237,7 +254,9 @@ async fn pending_sign_ins_work_once_and_everything_survives_a_restart() {
             .unwrap();
     }
     allow(&p, "frank@example.com").await.unwrap();
-    let frank = sign_in(&p, person("s-frank", "frank@example.com")).await.unwrap();
+    let frank = sign_in(&p, person("s-frank", "frank@example.com"))
+        .await
+        .unwrap();
 
     // A restart of the whole node: the allowlist, the identity, the pending sign-in stay.
     node.shutdown().await.unwrap();
@@ -261,7 +280,9 @@ async fn pending_sign_ins_work_once_and_everything_survives_a_restart() {
         .await
         .unwrap()
         .unwrap();
-    let back = sign_in(&p, person("s-frank", "frank@example.com")).await.unwrap();
+    let back = sign_in(&p, person("s-frank", "frank@example.com"))
+        .await
+        .unwrap();
     assert_eq!(back.how, SignedInAs::Known);
     assert_eq!(back.session.session.user.id, frank.session.session.user.id);
     node.shutdown().await.unwrap();

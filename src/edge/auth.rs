@@ -437,7 +437,13 @@ mod tests {
         for good in ["/authorize?client_id=x&state=%2F%2F", "/query", "/"] {
             assert!(is_local_path(good), "{good}");
         }
-        for bad in ["//evil.example/", "/\\evil.example", "https://evil.example/", "", "/a\nb"] {
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example/",
+            "",
+            "/a\nb",
+        ] {
             assert!(!is_local_path(bad), "{bad:?}");
         }
         let jar = remember_return(CookieJar::new(), "//evil.example/", false);

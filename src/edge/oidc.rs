@@ -32,9 +32,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AccessTokenHash, AsyncHttpClient, AuthType, AuthorizationCode, ClientId, ClientSecret,
-    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse,
-    IssuerUrl, Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    Scope, TokenResponse as _,
+    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, IssuerUrl,
+    Nonce, OAuth2TokenResponse as _, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    TokenResponse as _,
 };
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
@@ -365,7 +365,8 @@ pub async fn callback(
         return (jar, refused(STATE_MISMATCH)).into_response();
     };
     let sent_state = params.state.as_deref().unwrap_or_default();
-    if pending.provider != name || !bool::from(sent_state.as_bytes().ct_eq(pending.state.as_bytes()))
+    if pending.provider != name
+        || !bool::from(sent_state.as_bytes().ct_eq(pending.state.as_bytes()))
     {
         tracing::warn!(provider = %name, "OpenID callback whose state does not match (login CSRF?)");
         return (jar, refused(STATE_MISMATCH)).into_response();
@@ -504,7 +505,9 @@ async fn verify(
         let actual = AccessTokenHash::from_token(token.access_token(), alg, key)
             .map_err(|e| Failure::Invalid(chain(&e)))?;
         if actual != *expected {
-            return Err(Failure::Invalid("the access token hash does not match".into()));
+            return Err(Failure::Invalid(
+                "the access token hash does not match".into(),
+            ));
         }
     }
     let subject = claims.subject().clone();

@@ -80,7 +80,10 @@ async fn admins_manage_the_allowlist_page_and_others_cannot() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("id=\"allowlist-empty\""), "{html}");
-    assert!(html.contains(r#"href="/admin/allowlist""#), "the nav links to it");
+    assert!(
+        html.contains(r#"href="/admin/allowlist""#),
+        "the nav links to it"
+    );
 
     let added = owner
         .with_csrf(Method::POST, "/admin/allowlist/entries")
@@ -91,7 +94,10 @@ async fn admins_manage_the_allowlist_page_and_others_cannot() {
         .unwrap();
     assert_eq!(added.status(), 200);
     let html = added.text().await.unwrap();
-    assert!(html.contains("Added *.corp.test: matching addresses may now sign up."), "{html}");
+    assert!(
+        html.contains("Added *.corp.test: matching addresses may now sign up."),
+        "{html}"
+    );
     assert!(html.contains(r#"data-pattern="*.corp.test""#), "{html}");
     assert!(
         html.contains("hx-delete=\"/admin/allowlist/entries?pattern=%2A.corp.test\""),
@@ -134,7 +140,10 @@ async fn admins_manage_the_allowlist_page_and_others_cannot() {
     assert_eq!(sneaky.status(), 403);
 
     let removed = owner
-        .with_csrf(Method::DELETE, "/admin/allowlist/entries?pattern=%2A.corp.test")
+        .with_csrf(
+            Method::DELETE,
+            "/admin/allowlist/entries?pattern=%2A.corp.test",
+        )
         .header("HX-Request", "true")
         .send()
         .await
@@ -142,7 +151,11 @@ async fn admins_manage_the_allowlist_page_and_others_cannot() {
     assert_eq!(removed.status(), 200);
     let html = removed.text().await.unwrap();
     assert!(html.contains("Removed *.corp.test."), "{html}");
-    assert_eq!(stdout(&larder.cli(&["allow", "list"])), "", "only the admin's change stuck");
+    assert_eq!(
+        stdout(&larder.cli(&["allow", "list"])),
+        "",
+        "only the admin's change stuck"
+    );
 }
 
 #[tokio::test]
@@ -156,12 +169,22 @@ async fn a_provider_that_is_down_does_not_stop_the_node_and_callbacks_need_their
     )
     .await;
     let browser = Session::client();
-    let landing = browser.get(&larder.base).send().await.unwrap().text().await.unwrap();
+    let landing = browser
+        .get(&larder.base)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         landing.contains(r#"href="/auth/oidc/corp""#) && landing.contains("Sign in with Corp SSO"),
         "{landing}"
     );
-    assert!(landing.contains("larder login-link"), "local login stays available");
+    assert!(
+        landing.contains("larder login-link"),
+        "local login stays available"
+    );
 
     let res = browser
         .get(format!("{}/auth/oidc/corp", larder.base))
@@ -213,7 +236,10 @@ async fn a_provider_that_is_down_does_not_stop_the_node_and_callbacks_need_their
             .contains("This sign-in could not be verified: it was already used or has expired.")
     );
     let log = larder.log();
-    assert!(!log.contains("not-for-browsers"), "the secret is never logged");
+    assert!(
+        !log.contains("not-for-browsers"),
+        "the secret is never logged"
+    );
     let config = larder.cli(&["config"]);
     assert!(!String::from_utf8_lossy(&config.stdout).contains("not-for-browsers"));
 }

@@ -165,7 +165,9 @@ mod tests {
 
     #[test]
     fn addresses_domains_and_subdomains_match_as_documented() {
-        let m = |p: &str, e: &str| matches(&normalise_pattern(p).unwrap(), &normalise_email(e).unwrap());
+        let m = |p: &str, e: &str| {
+            matches(&normalise_pattern(p).unwrap(), &normalise_email(e).unwrap())
+        };
         assert!(m("alice@example.com", "ALICE@example.com"));
         assert!(!m("alice@example.com", "alice2@example.com"));
         assert!(!m("alice@example.com", "alice@example.com.evil.test"));
@@ -187,7 +189,14 @@ mod tests {
             normalise_email(" Dave@Example.com").as_deref(),
             Some("dave@example.com")
         );
-        for bad in ["", "dave", "dave@", "@example.com", "da ve@example.com", "dave@exa_mple"] {
+        for bad in [
+            "",
+            "dave",
+            "dave@",
+            "@example.com",
+            "da ve@example.com",
+            "dave@exa_mple",
+        ] {
             assert_eq!(normalise_email(bad), None, "{bad:?}");
         }
     }
