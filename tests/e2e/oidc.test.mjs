@@ -172,6 +172,34 @@ test('the landing page offers the provider next to the local login', async () =>
   await context.close();
 });
 
+test('an admin manages the allowlist on its page', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(await larder.loginLink('owner'));
+  await page.click('button[type="submit"]');
+  await page.waitForURL(`${larder.origin}/query`);
+  await page.click('nav a[href="/admin/allowlist"]');
+  await page.waitForSelector('#allowlist-empty');
+  await page.fill('#allow-pattern', 'Someone@Example.org');
+  await page.click('.allowlist-form button[type="submit"]');
+  await page.waitForSelector('tr[data-pattern="someone@example.org"]');
+  assert.equal(
+    await page.textContent('#allowlist-message'),
+    'Added someone@example.org: matching addresses may now sign up.',
+  );
+  assert.equal(await larder.cli('allow', 'list'), 'someone@example.org\n');
+  // A bad pattern: the reason in the flash area, nothing added.
+  await page.fill('#allow-pattern', 'example.org');
+  await page.click('.allowlist-form button[type="submit"]');
+  await page.waitForSelector('#flash .flash.error');
+  assert.match(await page.textContent('#flash'), /"example\.org" is not an allowlist pattern: an address needs an @/);
+  page.once('dialog', (d) => d.accept());
+  await page.click('tr[data-pattern="someone@example.org"] button[data-action="remove"]');
+  await page.waitForSelector('#allowlist-empty');
+  assert.equal(await larder.cli('allow', 'list'), '');
+  await context.close();
+});
+
 let alice; // { id } once signed up
 
 test('an address on the allowlist signs up, into its own empty warehouse; its callback cannot be replayed', async () => {
