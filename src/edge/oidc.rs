@@ -492,9 +492,15 @@ async fn verify(
         .id_token()
         .ok_or_else(|| Failure::Invalid("the provider sent no ID token".into()))?;
     let verifier = client.id_token_verifier();
-    let claims = id_token
-        .claims(&verifier, &Nonce::new(pending.nonce))
-        .map_err(|e| Failure::Invalid(chain(&e)))?;
+    let claims = match id_token.claims(&verifier, &Nonce::new(pending.nonce)) {
+        Ok(claims) => claims,
+        Err(e) => {
+            // The provider may have rotated its signing keys: discover (and fetch its JWKS)
+            // afresh next time rather than refusing everyone until a restart.
+            provider.metadata.lock().await.take();
+            return Err(Failure::Invalid(chain(&e)));
+        }
+    };
     if let Some(expected) = claims.access_token_hash() {
         let alg = id_token
             .signing_alg()
