@@ -266,3 +266,57 @@ fn a_provider_whose_secret_is_missing_stops_the_start_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn with_local_login_disabled_the_landing_page_offers_only_the_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = [
+        (
+            "LARDER_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("LARDER_HTTP__ADDR", format!("127.0.0.1:{port}")),
+        ("LARDER_S3__ADDR", "127.0.0.1:0".to_owned()),
+        ("LARDER_AUTH__LOCAL__ENABLED", "false".to_owned()),
+        ("LARDER_AUTH__OIDC", DOWN_PROVIDER.to_owned()),
+        ("CORP_OIDC_SECRET", "s".to_owned()),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larder"))
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let landing = loop {
+        if let Ok(r) = reqwest::get(&base).await
+            && r.status() == 200
+        {
+            break r.text().await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let link = Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["login-link"])
+        .env_clear()
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(landing.contains("Sign in with Corp SSO"), "{landing}");
+    assert!(!landing.contains("larder login-link"), "{landing}");
+    assert!(!landing.contains("Local sign-in is disabled"), "{landing}");
+    assert!(!dir.path().join("data/login-url").exists());
+    assert!(!link.status.success());
+    assert!(String::from_utf8_lossy(&link.stderr).contains("local login is disabled on this node"));
+}
