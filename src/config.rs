@@ -249,11 +249,110 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub local: LocalAuthConfig,
-    /// Users who may open the admin pages (`/admin/...`), by user name.
+    /// Users who may open the admin pages (`/admin/...`), by user name. People who signed up
+    /// through an OpenID provider are named by their email address, so name them by it.
     pub admins: Vec<String>,
     /// How long a browser session lasts.
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
+    /// OpenID Connect providers people may sign in with (`[[auth.oidc]]`), each a button on
+    /// the landing page.
+    pub oidc: Vec<OidcProviderConfig>,
+    /// Whether a first sign-in through a provider that vouches for (verifies) an email address
+    /// joins the existing user named by that address (or holding it from another provider)
+    /// instead of being a sign-up. Only for providers you trust to verify addresses.
+    pub link_verified_email: bool,
+}
+
+/// One OpenID Connect provider (authorization code flow with PKCE S256 and a nonce).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// The provider's slug in Larder's URLs: `/auth/oidc/<name>` and the redirect URI
+    /// `<http.public_url>/auth/oidc/<name>/callback`. Lowercase letters, digits and `-`.
+    pub name: String,
+    /// The sign-in button's text: "Sign in with <label>". Default: the name.
+    #[serde(default)]
+    pub label: String,
+    /// The issuer exactly as the provider's discovery document states it (a trailing slash
+    /// matters). Discovery (`<issuer>/.well-known/openid-configuration`) happens at first use.
+    pub issuer: String,
+    pub client_id: String,
+    /// The name of the environment variable that holds the client secret (never the secret).
+    pub client_secret_env: String,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".to_owned(), "profile".to_owned()]
+}
+
+impl OidcProviderConfig {
+    /// The button text.
+    pub fn label(&self) -> &str {
+        if self.label.trim().is_empty() {
+            &self.name
+        } else {
+            &self.label
+        }
+    }
+
+    /// The client secret, from the environment variable the configuration names.
+    pub fn client_secret(&self) -> Result<String, ConfigError> {
+        match std::env::var(&self.client_secret_env) {
+            Ok(s) if !s.is_empty() => Ok(s),
+            _ => Err(ConfigError::Invalid {
+                key: "auth.oidc",
+                reason: format!(
+                    "provider \"{}\": the environment variable {} (client_secret_env) is not set",
+                    self.name, self.client_secret_env
+                ),
+            }),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !name_ok {
+            return Err(format!(
+                "provider name \"{}\" must be 1 to 32 lowercase letters, digits or '-'",
+                self.name
+            ));
+        }
+        let who = format!("provider \"{}\"", self.name);
+        match url::Url::parse(&self.issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(format!("{who}: issuer must be an absolute http(s) URL")),
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(format!("{who}: client_id must not be empty"));
+        }
+        let env_ok = !self.client_secret_env.is_empty()
+            && self
+                .client_secret_env
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !env_ok {
+            return Err(format!(
+                "{who}: client_secret_env must name an environment variable (letters, digits, '_')"
+            ));
+        }
+        if self
+            .scopes
+            .iter()
+            .any(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(format!("{who}: scopes must be single words"));
+        }
+        Ok(())
+    }
 }
 
 /// The zero-setup local login: one-time links printed by the server or `larder login-link`.
@@ -328,6 +427,8 @@ impl Default for AuthConfig {
             local: LocalAuthConfig::default(),
             admins: vec![LocalAuthConfig::default().default_user],
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            oidc: Vec::new(),
+            link_verified_email: false,
         }
     }
 }
@@ -430,6 +531,16 @@ impl Config {
         }
         if self.auth.local.link_ttl < Duration::from_secs(10) {
             return invalid("auth.local.link_ttl", "must be at least 10 seconds");
+        }
+        let mut providers = std::collections::HashSet::new();
+        for provider in &self.auth.oidc {
+            provider.validate().or_else(|e| invalid("auth.oidc", &e))?;
+            if !providers.insert(provider.name.as_str()) {
+                return invalid(
+                    "auth.oidc",
+                    &format!("two providers are named \"{}\"", provider.name),
+                );
+            }
         }
         if self.actors.idle_timeout < Duration::from_millis(100) {
             return invalid("actors.idle_timeout", "must be at least 100ms");
@@ -891,6 +1002,103 @@ mod tests {
             jail.set_env("LARDER_OAUTH__REFRESH_TOKEN_TTL", "5s");
             let err = load_in(jail, None).unwrap_err().to_string();
             assert!(err.contains("oauth.refresh_token_ttl"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn oidc_providers_load_from_a_file_or_the_environment_and_are_validated() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "oidc.toml",
+                r#"
+                [auth]
+                admins = ["alice@example.com"]
+                link_verified_email = true
+                [[auth.oidc]]
+                name = "corp"
+                label = "Corp SSO"
+                issuer = "https://id.example.com/"
+                client_id = "larder"
+                client_secret_env = "CORP_OIDC_SECRET"
+                "#,
+            )?;
+            let c = load_in(jail, Some("oidc.toml")).unwrap();
+            assert!(c.auth.link_verified_email);
+            let p = &c.auth.oidc[0];
+            assert_eq!(
+                (p.label(), p.issuer.as_str()),
+                ("Corp SSO", "https://id.example.com/")
+            );
+            assert_eq!(p.scopes, vec!["email", "profile"]);
+            let e = p.client_secret().unwrap_err().to_string();
+            assert_eq!(
+                e,
+                "invalid `auth.oidc`: provider \"corp\": the environment variable \
+                 CORP_OIDC_SECRET (client_secret_env) is not set"
+            );
+            jail.set_env("CORP_OIDC_SECRET", "s3cret");
+            assert_eq!(p.client_secret().unwrap(), "s3cret");
+            assert!(
+                !c.to_toml().contains("s3cret"),
+                "the secret is never part of the configuration"
+            );
+
+            jail.set_env(
+                "LARDER_AUTH__OIDC",
+                r#"[{name="op", issuer="http://127.0.0.1:9", client_id="c", client_secret_env="OP_SECRET"}]"#,
+            );
+            let c = load_in(jail, Some("oidc.toml")).unwrap();
+            assert_eq!(
+                c.auth.oidc[0].label(),
+                "op",
+                "the label defaults to the name"
+            );
+            assert_eq!(
+                c.auth.oidc[0].issuer, "http://127.0.0.1:9",
+                "kept as written"
+            );
+            Ok(())
+        });
+        for (value, reason) in [
+            (
+                r#"[{name="Corp", issuer="https://x", client_id="c", client_secret_env="S"}]"#,
+                "provider name \"Corp\" must be 1 to 32 lowercase letters, digits or '-'",
+            ),
+            (
+                r#"[{name="corp", issuer="id.example.com", client_id="c", client_secret_env="S"}]"#,
+                "provider \"corp\": issuer must be an absolute http(s) URL",
+            ),
+            (
+                r#"[{name="corp", issuer="https://x", client_id="", client_secret_env="S"}]"#,
+                "provider \"corp\": client_id must not be empty",
+            ),
+            (
+                r#"[{name="corp", issuer="https://x", client_id="c", client_secret_env="the secret"}]"#,
+                "provider \"corp\": client_secret_env must name an environment variable (letters, digits, '_')",
+            ),
+            (
+                r#"[{name="a", issuer="https://x", client_id="c", client_secret_env="S"}, {name="a", issuer="https://y", client_id="c", client_secret_env="S"}]"#,
+                "two providers are named \"a\"",
+            ),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env("LARDER_AUTH__OIDC", value);
+                let e = load_in(jail, None).unwrap_err().to_string();
+                assert_eq!(e, format!("invalid `auth.oidc`: {reason}"), "{value}");
+                Ok(())
+            });
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "LARDER_AUTH__OIDC",
+                r#"[{name="a", issuer="https://x", client_id="c", client_secret="S"}]"#,
+            );
+            let e = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                e.contains("client_secret"),
+                "a secret in the config is refused: {e}"
+            );
             Ok(())
         });
     }

@@ -1,8 +1,8 @@
 //! The control socket: a Unix socket in the data dir (mode 0600, so only the host user that runs
 //! Larder can use it) through which local commands talk to the running node.
 //!
-//! One request per connection, one JSON line each way. It answers `larder login-link` and
-//! `larder vault rotate`.
+//! One request per connection, one JSON line each way. It answers `larder login-link`,
+//! `larder vault rotate` and `larder allow add|remove|list`.
 //! Must not: be reachable from the network, or do anything a signed-in person could not.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::edge::{AppState, login_link};
+use crate::edge::{AllowCommand, AppState, login_link};
 
 /// The socket's file name inside the data dir.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -23,6 +23,7 @@ pub const SOCKET_NAME: &str = "control.sock";
 enum Request {
     LoginLink { user: Option<String> },
     RotateVault,
+    Allow(AllowCommand),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,6 +85,10 @@ async fn answer(stream: UnixStream, state: &AppState) -> anyhow::Result<()> {
             Ok(report) => Response::Ok(report),
             Err(e) => Response::Error(e),
         },
+        Ok(Request::Allow(command)) => match crate::edge::allowlist_command(state, command).await {
+            Ok(text) => Response::Ok(text),
+            Err(e) => Response::Error(e),
+        },
         Err(e) => Response::Error(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&response)?;
@@ -106,6 +111,11 @@ pub async fn request_login_link(data_dir: &Path, user: Option<&str>) -> anyhow::
 /// Client side: asks the running node to rotate the vault key and re-seal every record.
 pub async fn request_vault_rotation(data_dir: &Path) -> anyhow::Result<String> {
     ask(data_dir, &Request::RotateVault).await
+}
+
+/// Client side: changes or lists the running node's sign-up allowlist.
+pub async fn request_allowlist(data_dir: &Path, command: AllowCommand) -> anyhow::Result<String> {
+    ask(data_dir, &Request::Allow(command)).await
 }
 
 async fn ask(data_dir: &Path, request: &Request) -> anyhow::Result<String> {

@@ -6,6 +6,7 @@
 //!
 //! Must not: construct or assume a local actor; touch the store; send a secret to the browser.
 
+mod allowlist;
 mod api;
 mod assets;
 mod auth;
@@ -15,6 +16,7 @@ mod extensions;
 mod library;
 mod metrics;
 pub mod oauth;
+mod oidc;
 mod pages;
 mod settings;
 mod tables;
@@ -34,6 +36,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use assets::Assets;
 pub use metrics::{PrometheusHandle, install_recorder};
+pub use oidc::OidcProviders;
 
 use crate::config::Config;
 use crate::extensions::ExtensionMirror;
@@ -62,6 +65,8 @@ pub struct AppState {
     pub catalogs: crate::catalog::Catalogs,
     /// Signs and checks OAuth access tokens.
     pub access_tokens: Arc<oauth::jwt::AccessTokens>,
+    /// The OpenID Connect providers people may sign in with.
+    pub oidc: Arc<OidcProviders>,
 }
 
 impl AppState {
@@ -125,7 +130,16 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/authorize", get(oauth::authorize).post(oauth::decide))
         .route("/admin/actors", get(pages::actors))
-        .route("/admin/actors/rows", get(pages::actor_rows));
+        .route("/admin/actors/rows", get(pages::actor_rows))
+        .route("/auth/oidc/{provider}", get(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
+        .route("/admin/allowlist", get(allowlist::page))
+        .route(
+            "/admin/allowlist/entries",
+            get(allowlist::list)
+                .post(allowlist::add)
+                .delete(allowlist::remove),
+        );
 
     Router::new()
         .merge(pages)
@@ -248,6 +262,52 @@ pub async fn login_link(state: &AppState, user: &str) -> Result<String, String> 
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     Ok(format!("{}/login/{}", state.base_url, issued.token))
+}
+
+/// `larder allow add|remove|list`: the sign-up allowlist, as text for the terminal.
+pub async fn allowlist_command(state: &AppState, command: AllowCommand) -> Result<String, String> {
+    use larder_actors::accounts::allowlist::normalise_pattern;
+    let (pattern, add) = match command {
+        AllowCommand::List => {
+            let entries = state
+                .placement
+                .accounts(AccountsMsg::ListAllowed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let lines: Vec<&str> = entries.iter().map(|e| e.pattern.as_str()).collect();
+            return Ok(lines.join("\n"));
+        }
+        AllowCommand::Add(p) => (p, true),
+        AllowCommand::Remove(p) => (p, false),
+    };
+    let normal = normalise_pattern(&pattern).map_err(|e| e.to_string())?;
+    let changed = state
+        .placement
+        .accounts(|r| {
+            if add {
+                AccountsMsg::Allow(pattern.clone(), r)
+            } else {
+                AccountsMsg::Disallow(pattern.clone(), r)
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(match (add, changed) {
+        (true, true) => format!("added {normal} to the allowlist"),
+        (true, false) => format!("{normal} was already on the allowlist"),
+        (false, true) => format!("removed {normal} from the allowlist"),
+        (false, false) => format!("{normal} was not on the allowlist"),
+    })
+}
+
+/// What `larder allow` asks for.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowCommand {
+    Add(String),
+    Remove(String),
+    List,
 }
 
 /// `larder vault rotate`: a new current vault key, then every user's records re-sealed under it.

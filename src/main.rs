@@ -5,7 +5,7 @@
 //! - [`config`]: the layered, validated configuration.
 //! - [`server`]: a running node: store, actors, HTTP edge, control socket, graceful shutdown.
 //! - [`edge`]: the axum application (pages, htmx fragments, JSON API, assets, metrics).
-//! - [`control`]: the host-local control socket (`larder login-link`).
+//! - [`control`]: the host-local control socket (`larder login-link`, `larder allow`).
 //! - [`keys`]: the node's secret keys (vault keyring, proxy-credential MAC).
 //! - [`storage`]: storage backends (`local`, `s3`) behind one trait.
 //! - [`data`]: table files read server-side (schemas, Arrow record batches) and encoded for HTTP.
@@ -60,6 +60,21 @@ enum Command {
     /// Manage the vault that seals credentials at rest.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Manage who may sign up through an OpenID provider, on the running node. Existing users
+    /// are never affected.
+    #[command(subcommand)]
+    Allow(AllowCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AllowCommand {
+    /// Admit sign-ups matching PATTERN: `alice@example.com` (that address), `@example.com`
+    /// (that domain) or `*.example.com` (its subdomains).
+    Add { pattern: String },
+    /// Stop admitting sign-ups matching PATTERN (people who already signed up stay).
+    Remove { pattern: String },
+    /// Print the allowlist, one pattern a line.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +106,18 @@ fn main() -> ExitCode {
                 "{}",
                 control::request_vault_rotation(&config.data_dir).await?
             );
+            Ok(())
+        }),
+        Command::Allow(command) => run_async(async move {
+            let command = match command {
+                AllowCommand::Add { pattern } => edge::AllowCommand::Add(pattern),
+                AllowCommand::Remove { pattern } => edge::AllowCommand::Remove(pattern),
+                AllowCommand::List => edge::AllowCommand::List,
+            };
+            let text = control::request_allowlist(&config.data_dir, command).await?;
+            if !text.is_empty() {
+                println!("{text}");
+            }
             Ok(())
         }),
         Command::Config => {

@@ -71,6 +71,8 @@ pub async fn run(
     let data_dir = config.data_dir.clone();
     create_private_dir(&data_dir)?;
     let assets = Assets::load(&config.assets.dir)?;
+    // Client secrets come from the environment: a missing one stops the start here.
+    let oidc = Arc::new(edge::OidcProviders::from_config(&config.auth)?);
     let store = Store::open(&data_dir.join("state")).with_context(|| {
         format!(
             "cannot open the database in {} (is another Larder running on this data dir?)",
@@ -125,6 +127,7 @@ pub async fn run(
         registry,
         s3,
         extensions,
+        oidc,
     };
 
     let control_task = tokio::spawn(control::run(control::bind(&data_dir)?, state.clone()));

@@ -8,7 +8,13 @@
 //! named, optionally expiring, revocable. Authentication looks a token up by its hash, so one
 //! global owner is needed, as for sessions.
 //!
+//! Sign-in through OpenID providers (identities, pending logins) and the sign-up allowlist are
+//! in [`oidc`] and [`allowlist`]; their records live in this actor's partition too.
+//!
 //! Must not: know about HTTP or cookies (the edge maps sessions to cookies).
+
+pub mod allowlist;
+pub mod oidc;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +29,9 @@ use crate::ids::{UnixMillis, UserId, now_millis};
 use crate::roster::{ActorKey, ActorKind, Roster};
 use crate::store::{Changes, Partition};
 use crate::supervision::reply_or_reload;
+
+pub use allowlist::AllowEntry;
+pub use oidc::{Identity, OidcSignIn, OidcSignedIn, PendingOidcLogin, SignedInAs};
 
 /// A person with their own isolated warehouse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +112,11 @@ pub enum AccountsError {
     Invalid(String),
     #[error("could not store the change: {0}")]
     Storage(String),
+    /// A sign-up whose (verified) address no allowlist pattern admits.
+    #[error(
+        "{0} is not on this node's allowlist for new accounts: ask its administrator to add it"
+    )]
+    NotOnAllowlist(String),
 }
 
 /// Messages to [`Accounts`]. Serializable: any node's edge may send them.
@@ -149,7 +163,41 @@ pub enum AccountsMsg {
     /// The user a valid, unexpired API token belongs to, with the token.
     #[rpc]
     AuthenticateApiToken(String, RpcReplyPort<Option<(User, ApiToken)>>),
-    /// Drops expired tokens and sessions (sent periodically by the actor itself).
+    /// Remembers what a browser's OpenID sign-in started with, under the hash of the browser's
+    /// binding value (its cookie).
+    #[rpc]
+    BeginOidcLogin(
+        String,
+        PendingOidcLogin,
+        RpcReplyPort<Result<(), AccountsError>>,
+    ),
+    /// The pending sign-in behind a binding value, burned (durably) as it is handed out;
+    /// `None` if there is none or it expired.
+    #[rpc]
+    TakeOidcLogin(
+        String,
+        RpcReplyPort<Result<Option<PendingOidcLogin>, AccountsError>>,
+    ),
+    /// Signs in (or links, or signs up) the person an OpenID provider vouched for and opens a
+    /// session.
+    #[rpc]
+    OidcSignIn(
+        OidcSignIn,
+        RpcReplyPort<Result<OidcSignedIn, AccountsError>>,
+    ),
+    /// The identities that sign in a user.
+    #[rpc]
+    ListIdentities(UserId, RpcReplyPort<Vec<Identity>>),
+    /// Adds a sign-up allowlist pattern; `Ok(false)` if it was already there.
+    #[rpc]
+    Allow(String, RpcReplyPort<Result<bool, AccountsError>>),
+    /// Removes a pattern; `Ok(false)` if it was not there.
+    #[rpc]
+    Disallow(String, RpcReplyPort<Result<bool, AccountsError>>),
+    /// The allowlist, sorted by pattern.
+    #[rpc]
+    ListAllowed(RpcReplyPort<Vec<AllowEntry>>),
+    /// Drops expired tokens, sessions and pending sign-ins (sent periodically by the actor).
     Sweep,
     /// Panics inside the handler (fault injection; see `LibraryMsg::InjectPanic`).
     InjectPanic,
@@ -206,6 +254,12 @@ pub struct AccountsState {
     sessions: HashMap<String, StoredSession>,
     /// Keyed by API-token hash.
     api_tokens: HashMap<String, ApiToken>,
+    /// Keyed by the hash of the browser's binding value.
+    pending_oidc: HashMap<String, PendingOidcLogin>,
+    /// Keyed by [`oidc::identity_key`].
+    identities: HashMap<String, Identity>,
+    /// Keyed by normalised pattern.
+    allowlist: BTreeMap<String, AllowEntry>,
 }
 
 impl Actor for Accounts {
@@ -231,6 +285,17 @@ impl Actor for Accounts {
             args.partition.scan::<StoredSession>("session/")?,
         );
         let api_tokens = strip_keys("apitoken/", args.partition.scan::<ApiToken>("apitoken/")?);
+        let pending_oidc = strip_keys(
+            "oidcpending/",
+            args.partition.scan::<PendingOidcLogin>("oidcpending/")?,
+        );
+        let identities = strip_keys("identity/", args.partition.scan::<Identity>("identity/")?);
+        let allowlist = args
+            .partition
+            .scan::<AllowEntry>("allow/")?
+            .into_iter()
+            .map(|(_, e)| (e.pattern.clone(), e))
+            .collect();
         let key = ActorKey::global(ActorKind::Accounts);
         args.roster.started(key);
         myself.send_interval(std::time::Duration::from_secs(600), || AccountsMsg::Sweep);
@@ -244,6 +309,9 @@ impl Actor for Accounts {
             tokens,
             sessions,
             api_tokens,
+            pending_oidc,
+            identities,
+            allowlist,
         })
     }
 
@@ -306,6 +374,35 @@ impl Actor for Accounts {
             }
             AccountsMsg::AuthenticateApiToken(secret, reply) => {
                 let _ = reply.send(state.authenticate_api_token(&secret));
+            }
+            AccountsMsg::BeginOidcLogin(binding, pending, reply) => {
+                let done = state.begin_oidc_login(&binding, pending).await;
+                reply_or_reload(reply, done, is_storage)?;
+            }
+            AccountsMsg::TakeOidcLogin(binding, reply) => {
+                reply_or_reload(reply, state.take_oidc_login(&binding).await, is_storage)?;
+            }
+            AccountsMsg::OidcSignIn(req, reply) => {
+                reply_or_reload(reply, state.oidc_sign_in(req).await, is_storage)?;
+            }
+            AccountsMsg::ListIdentities(user, reply) => {
+                let mut list: Vec<Identity> = state
+                    .identities
+                    .values()
+                    .filter(|i| i.user == user)
+                    .cloned()
+                    .collect();
+                list.sort_by_key(|i| i.created_at);
+                let _ = reply.send(list);
+            }
+            AccountsMsg::Allow(pattern, reply) => {
+                reply_or_reload(reply, state.allow(&pattern).await, is_storage)?;
+            }
+            AccountsMsg::Disallow(pattern, reply) => {
+                reply_or_reload(reply, state.disallow(&pattern).await, is_storage)?;
+            }
+            AccountsMsg::ListAllowed(reply) => {
+                let _ = reply.send(state.allowlist.values().cloned().collect());
             }
             AccountsMsg::Sweep => state.sweep().await,
             AccountsMsg::InjectPanic => panic!("injected panic in accounts handler"),
@@ -423,29 +520,37 @@ impl AccountsState {
             self.tokens.remove(&hash);
             return Err(AccountsError::InvalidLoginToken);
         };
-        let session_token = new_secret();
-        let session_hash = hash_secret(&session_token);
-        let stored_session = StoredSession {
-            user: user.id,
-            csrf_token: new_secret(),
-            created_at: now,
-            expires_at: now + ttl_millis(self.config.session_ttl),
-        };
+        let (session_hash, stored_session, new) = self.new_session(user);
         changes
             .put(format!("session/{session_hash}"), &stored_session)
             .map_err(storage)?;
         self.partition.commit(changes).await.map_err(storage)?;
         self.tokens.remove(&hash);
-        self.sessions.insert(session_hash, stored_session.clone());
-        Ok(NewSession {
-            token: session_token,
+        self.sessions.insert(session_hash, stored_session);
+        Ok(new)
+    }
+
+    /// A fresh session for `user`: its token's hash and record (for the caller to commit and
+    /// then keep), and what the caller hands back.
+    fn new_session(&self, user: User) -> (String, StoredSession, NewSession) {
+        let now = now_millis();
+        let token = new_secret();
+        let stored = StoredSession {
+            user: user.id,
+            csrf_token: new_secret(),
+            created_at: now,
+            expires_at: now + ttl_millis(self.config.session_ttl),
+        };
+        let new = NewSession {
+            token: token.clone(),
             session: Session {
                 user,
-                csrf_token: stored_session.csrf_token,
-                created_at: stored_session.created_at,
-                expires_at: stored_session.expires_at,
+                csrf_token: stored.csrf_token.clone(),
+                created_at: stored.created_at,
+                expires_at: stored.expires_at,
             },
-        })
+        };
+        (hash_secret(&token), stored, new)
     }
 
     fn authenticate(&self, token: &str) -> Option<Session> {
@@ -579,6 +684,15 @@ impl AccountsState {
         for h in &dead_sessions {
             changes.delete(format!("session/{h}"));
         }
+        let dead_pending: Vec<String> = self
+            .pending_oidc
+            .iter()
+            .filter(|(_, p)| p.expires_at <= now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in &dead_pending {
+            changes.delete(format!("oidcpending/{h}"));
+        }
         if let Err(e) = self.partition.commit(changes).await {
             tracing::warn!(error = %e, "could not sweep expired sessions; will retry");
             return;
@@ -588,6 +702,9 @@ impl AccountsState {
         }
         for h in dead_sessions {
             self.sessions.remove(&h);
+        }
+        for h in dead_pending {
+            self.pending_oidc.remove(&h);
         }
     }
 }

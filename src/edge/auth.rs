@@ -316,7 +316,7 @@ fn invalid_link() -> Response {
 }
 
 /// The token is in the URL: keep it out of caches and referrers.
-fn private(mut res: Response) -> Response {
+pub(super) fn private(mut res: Response) -> Response {
     let headers = res.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -407,6 +407,18 @@ pub async fn login(
         }
         Err(e) => return WebError::from(e).into_response(),
     };
+    tracing::info!(user = %new.session.user.name, "signed in with a login link");
+    let jar = jar.remove(Cookie::build(LOGIN_NONCE_COOKIE).path("/login"));
+    open_session(&state, jar, new).await
+}
+
+/// The end of every sign-in (login link, OpenID): ends the browser's previous session, sets
+/// the new session's cookie, and lands where [`take_return`] says.
+pub(super) async fn open_session(
+    state: &AppState,
+    jar: CookieJar,
+    new: larder_actors::accounts::NewSession,
+) -> Response {
     // A browser holds one session: end the one it had.
     if let Some(old) = jar.get(SESSION_COOKIE) {
         let old = old.value().to_owned();
@@ -415,7 +427,6 @@ pub async fn login(
             .accounts(|r| AccountsMsg::EndSession(old.clone(), r))
             .await;
     }
-    tracing::info!(user = %new.session.user.name, "signed in with a login link");
     let max_age = time::Duration::milliseconds(new.session.expires_at - new.session.created_at);
     let cookie = Cookie::build((SESSION_COOKIE, new.token))
         .path("/")
@@ -424,10 +435,7 @@ pub async fn login(
         .secure(state.secure_cookies())
         .max_age(max_age)
         .build();
-    let jar = jar
-        .add(cookie)
-        .remove(Cookie::build(LOGIN_NONCE_COOKIE).path("/login"));
-    let (jar, to) = take_return(jar);
+    let (jar, to) = take_return(jar.add(cookie));
     private((jar, Redirect::to(&to)).into_response())
 }
 

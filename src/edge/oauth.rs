@@ -343,46 +343,42 @@ struct Checked {
     scope: String,
 }
 
-/// Checks the rest of the request; failures are redirected to the client.
-fn check_request(state: &AppState, v: &Verified, p: &AuthorizeParams) -> Result<Checked, Response> {
-    let issuer = state.issuer();
+/// Checks the rest of the request; a failure is the `(error, error_description)` to redirect
+/// to the client.
+fn check_request(
+    state: &AppState,
+    p: &AuthorizeParams,
+) -> Result<Checked, (&'static str, &'static str)> {
     if p.response_type.as_deref() != Some("code") {
-        return Err(v.error(
-            issuer,
+        return Err((
             "unsupported_response_type",
             "only response_type=code is supported",
         ));
     }
     let Some(challenge) = p.code_challenge.clone().filter(|c| !c.is_empty()) else {
-        return Err(v.error(
-            issuer,
+        return Err((
             "invalid_request",
             "PKCE is required: send code_challenge with code_challenge_method=S256",
         ));
     };
     if p.code_challenge_method.as_deref() != Some("S256") {
-        return Err(v.error(
-            issuer,
+        return Err((
             "invalid_request",
             "code_challenge_method must be S256 (plain is not accepted)",
         ));
     }
     if !oauth::valid_challenge(&challenge) {
-        return Err(v.error(
-            issuer,
+        return Err((
             "invalid_request",
             "code_challenge must be 43 base64url characters (an S256 challenge)",
         ));
     }
     let resource = match p.resource.as_deref() {
         None | Some("") => state.api_resource(),
-        Some(r) => state.canonical_resource(r).ok_or_else(|| {
-            v.error(
-                issuer,
-                "invalid_target",
-                "resource is not a resource this server hosts",
-            )
-        })?,
+        Some(r) => state.canonical_resource(r).ok_or((
+            "invalid_target",
+            "resource is not a resource this server hosts",
+        ))?,
     };
     Ok(Checked {
         challenge,
@@ -420,9 +416,9 @@ pub async fn authorize(
         Ok(v) => v,
         Err(res) => return res,
     };
-    let checked = match check_request(&state, &v, &p) {
+    let checked = match check_request(&state, &p) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err((code, description)) => return v.error(state.issuer(), code, description),
     };
     let Some(PageUser(session)) = user else {
         // Back here after signing in, by whichever sign-in the node offers.
@@ -508,9 +504,9 @@ pub async fn decide(
         Ok(v) => v,
         Err(res) => return res,
     };
-    let checked = match check_request(&state, &v, &p) {
+    let checked = match check_request(&state, &p) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err((code, description)) => return v.error(state.issuer(), code, description),
     };
     let issuer = state.issuer();
     if d.decision != "allow" {

@@ -71,6 +71,7 @@ pub async fn preferences(state: &AppState, user: UserId) -> Result<Preferences, 
 struct Landing {
     frame: Frame,
     local_login: bool,
+    providers: Vec<super::oidc::ProviderButton>,
 }
 
 /// `GET /`: the query page for the signed in, how to sign in for everyone else.
@@ -81,6 +82,7 @@ pub async fn landing(State(state): State<AppState>, user: Option<PageUser>) -> R
     Landing {
         frame: Frame::anonymous(&state),
         local_login: state.config.auth.local.enabled,
+        providers: state.oidc.buttons(),
     }
     .into_response()
 }

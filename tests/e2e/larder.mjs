@@ -63,12 +63,13 @@ function tail(file, lines = 40) {
 }
 
 /**
- * Starts `larder serve` with a fresh data dir on 127.0.0.1:0.
+ * Starts `larder serve` with a fresh data dir on 127.0.0.1:0. `options.env` adds environment
+ * variables (configuration such as `LARDER_AUTH__OIDC`, and the secrets it names).
  * @returns {Promise<{origin: string, loginUrl: string, dataDir: string, tmpDir: string,
  *   logFile: string, loginLink: (user?: string) => Promise<string>, log: () => string,
  *   stop: () => Promise<{code: number|null, signal: string|null, killed: boolean}>}>}
  */
-export async function startLarder() {
+export async function startLarder(options = {}) {
   const bin = larderBinary();
   const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'larder-e2e-'));
   const dataDir = path.join(tmpDir, 'data');
@@ -82,6 +83,7 @@ export async function startLarder() {
     LARDER_S3__ADDR: '127.0.0.1:0',
     LARDER_HTTP__SHUTDOWN_GRACE: '3s',
     RUST_LOG: process.env.E2E_RUST_LOG ?? 'info',
+    ...(options.env ?? {}),
   };
   const logFd = fs.openSync(logFile, 'a');
   const child = spawn(bin, ['serve'], { cwd: tmpDir, env, stdio: ['ignore', logFd, logFd] });
@@ -163,6 +165,15 @@ export async function startLarder() {
         throw new Error(`larder ${args.join(' ')} printed ${JSON.stringify(stdout)}`);
       }
       return url;
+    },
+    /** Runs `larder ARGS...` against this node (its control socket); resolves to stdout. */
+    async cli(...args) {
+      try {
+        const { stdout } = await execFileP(bin, args, { env, cwd: tmpDir, timeout: 10_000 });
+        return stdout;
+      } catch (e) {
+        throw new Error(`larder ${args.join(' ')} failed: ${e.message}\n${e.stderr ?? ''}`);
+      }
     },
     /** SIGTERM, then SIGKILL if it has not exited after STOP_TIMEOUT_MS. Idempotent. */
     stop() {

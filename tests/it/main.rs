@@ -8,6 +8,7 @@ mod catalog;
 mod durability;
 mod edge;
 mod extensions;
+mod identity;
 mod lifecycle;
 mod oauth;
 mod storage;

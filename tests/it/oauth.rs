@@ -357,7 +357,8 @@ async fn authorize_signs_the_person_in_first_then_asks_and_refuses_bad_requests_
     }
 
     // Known client and redirect URI: errors go back to the app, with state and iss.
-    let cases: [(Vec<(&str, &str)>, &str, &str); 5] = [
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: [Case; 5] = [
         (
             vec![("code_challenge_method", "plain")],
             "invalid_request",
