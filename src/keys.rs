@@ -279,10 +279,13 @@ mod tests {
         assert_eq!(a.proxy.0, b.proxy.0);
         assert_eq!(a.jwt.kid(), b.jwt.kid(), "the signing key is reused");
         assert_ne!(a.proxy.0, a.jwt.0.to_bytes(), "one key per job");
+        use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+        let der = a.jwt.pkcs8_der().unwrap();
+        let decoded = ed25519_dalek::SigningKey::from_pkcs8_der(&der).unwrap();
         assert_eq!(
-            a.jwt.pkcs8_der().unwrap().len(),
-            48,
-            "PKCS#8 v1 of an Ed25519 seed"
+            decoded.to_bytes(),
+            a.jwt.0.to_bytes(),
+            "PKCS#8 holds the signing key"
         );
         let jwk = a.jwt.public_jwk();
         assert_eq!(
