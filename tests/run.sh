@@ -21,10 +21,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-echo "== Python test tools (boto3, aws cli, moto_server, DuckDB) in tests/s3/.venv"
+echo "== Python test tools (boto3, aws cli, moto_server, DuckDB, the MCP SDK) in tests/s3/.venv"
 python3 -m venv tests/s3/.venv
 tests/s3/.venv/bin/python -m pip install --quiet --disable-pip-version-check \
-  -r tests/s3/requirements.txt
+  -r tests/s3/requirements.txt -r tests/mcp/requirements.txt
 # moto_server (an upstream S3 for the s3 backend, the range cache and Settings tests), boto3
 # and the aws cli come from there for every test below.
 export PATH="$PWD/tests/s3/.venv/bin:$PATH"
@@ -44,6 +44,9 @@ echo "== browser end-to-end tests (headless Chromium)"
   npm ci --no-audit --no-fund --loglevel=error
   E2E_LARDER_BIN="$target/debug/larder" npm test
 )
+
+echo "== OAuth authorization server with the official MCP Python SDK"
+LARDER_BIN="$target/debug/larder" python -m pytest tests/mcp -q
 
 echo "== S3 proxy with real clients (boto3, aws cli, DuckDB httpfs; moto_server upstream)"
 LARDER_BIN="$target/debug/larder" python -m pytest tests/s3 -q
