@@ -490,7 +490,10 @@ impl Client {
             check_redirect_uri(uri).map_err(OAuthError::InvalidRedirectUri)?;
         }
         match reg.token_endpoint_auth_method.as_deref() {
-            None | Some("none") => {}
+            // A client asking for a shared secret is registered as public instead (RFC 7591
+            // §3.2.1 lets the server substitute values; the answer says "none"): PKCE binds its
+            // codes, and a secret kept by an app on someone's laptop protects nothing more.
+            None | Some("none" | "client_secret_basic" | "client_secret_post") => {}
             Some(m) => {
                 return Err(meta(format!(
                     "token_endpoint_auth_method \"{m}\" is not supported: Larder registers \

@@ -270,7 +270,7 @@ async fn registration_refuses_malformed_and_unsafe_metadata_and_stores_nothing()
             "invalid_client_metadata",
         ),
         (
-            json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic" }),
+            json!({ "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "private_key_jwt" }),
             "invalid_client_metadata",
         ),
         (
@@ -303,11 +303,15 @@ async fn registration_refuses_malformed_and_unsafe_metadata_and_stores_nothing()
     // A good one: a public client, its metadata echoed.
     let (status, answer) = register(
         base,
-        json!({ "client_name": "Claude", "redirect_uris": [REDIRECT], "logo_uri": "https://x/y.png" }),
+        json!({ "client_name": "Claude", "redirect_uris": [REDIRECT], "logo_uri": "https://x/y.png",
+                "token_endpoint_auth_method": "client_secret_post" }),
     )
     .await;
     assert_eq!(status, 201, "{answer}");
-    assert_eq!(answer["token_endpoint_auth_method"], "none");
+    assert_eq!(
+        answer["token_endpoint_auth_method"], "none",
+        "a client asking for a secret is registered as public, and told so"
+    );
     assert_eq!(answer["redirect_uris"], json!([REDIRECT]));
     assert!(answer.get("client_secret").is_none());
 }

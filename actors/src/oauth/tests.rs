@@ -57,7 +57,7 @@ fn unsafe_redirect_uris_are_refused_with_invalid_redirect_uri() {
 fn unsupported_client_metadata_is_refused_with_invalid_client_metadata() {
     let cases = [
         Registration {
-            token_endpoint_auth_method: Some("client_secret_basic".into()),
+            token_endpoint_auth_method: Some("private_key_jwt".into()),
             ..registration(&["https://a.example/cb"])
         },
         Registration {
@@ -85,6 +85,12 @@ fn unsupported_client_metadata_is_refused_with_invalid_client_metadata() {
         let err = Client::register(reg.clone(), 0).unwrap_err();
         assert_eq!(err.code(), "invalid_client_metadata", "{reg:?}: {err}");
     }
+    // Asking for a client secret gets a public client (the answer says "none").
+    let substituted = Registration {
+        token_endpoint_auth_method: Some("client_secret_post".into()),
+        ..registration(&["https://a.example/cb"])
+    };
+    assert!(Client::register(substituted, 0).is_ok());
     let ok = Registration {
         token_endpoint_auth_method: Some("none".into()),
         grant_types: Some(vec!["authorization_code".into(), "refresh_token".into()]),
