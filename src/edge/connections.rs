@@ -20,8 +20,9 @@ pub struct ConnectionRow {
     pub id: Uuid,
     pub name: String,
     pub client_id: String,
-    pub created_at: String,
-    pub last_used_at: String,
+    /// RFC 3339 (for `<time datetime>`) and as people read it.
+    pub created_at: (String, String),
+    pub last_used_at: (String, String),
 }
 
 impl From<Grant> for ConnectionRow {
@@ -30,9 +31,18 @@ impl From<Grant> for ConnectionRow {
             id: g.id,
             name: g.client_name.unwrap_or_else(|| "Unnamed app".to_owned()),
             client_id: g.client_id,
-            created_at: rfc3339(g.created_at),
-            last_used_at: rfc3339(g.last_used_at),
+            created_at: (rfc3339(g.created_at), readable(g.created_at)),
+            last_used_at: (rfc3339(g.last_used_at), readable(g.last_used_at)),
         }
+    }
+}
+
+/// `2026-12-04 22:23 UTC`.
+fn readable(ms: i64) -> String {
+    let full = rfc3339(ms);
+    match (full.get(..10), full.get(11..16)) {
+        (Some(day), Some(time)) => format!("{day} {time} UTC"),
+        _ => full,
     }
 }
 
