@@ -10,12 +10,19 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { HERE, launchBrowser, startLarder } from './larder.mjs';
+import { ARTIFACTS, HERE, launchBrowser, startLarder } from './larder.mjs';
+
+async function screenshot(page, name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+}
 
 const CLIENT_ID = 'larder-e2e';
 // Not a real secret: the test provider's client secret, handed to Larder through the environment.
@@ -164,6 +171,7 @@ test('the landing page offers the provider next to the local login', async () =>
   await page.goto(`${larder.origin}/`);
   assert.equal(await page.textContent('a[data-provider="test"]'), 'Sign in with Test OP');
   assert.match(await page.textContent('main'), /larder login-link/);
+  await screenshot(page, 'oidc-landing.png');
   // Local login still works alongside.
   await page.goto(larder.loginUrl);
   await page.click('button[type="submit"]');
@@ -243,6 +251,7 @@ test('an address not on the allowlist is refused and nothing is created', async 
   const seen = await refusal(page);
   assert.equal(seen.path, '/auth/oidc/test/callback');
   assert.equal(seen.error, notOnAllowlist('mallory@evil.test'));
+  await screenshot(page, 'oidc-refused.png');
   assert.equal(seen.user, null);
   assert.equal(await me(context), null, 'no session');
   await context.close();
@@ -313,4 +322,39 @@ test("a callback from another browser's sign-in (login CSRF) is refused and sign
   await attackerPage.waitForURL(`${larder.origin}/query`);
   assert.equal((await outcome(attackerPage)).user, 'attacker@example.com');
   await Promise.all([attacker.close(), victim.close(), bystander.close()]);
+});
+
+test("an app's authorization request survives an OpenID sign-in and reaches the consent page", async () => {
+  await larder.cli('allow', 'add', 'carol@example.com');
+  // The app (an MCP client, say) registers and sends the person's browser to /authorize.
+  const reg = await fetch(`${larder.origin}/oauth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ client_name: 'OIDC-path app', redirect_uris: ['http://127.0.0.1:9/callback'] }),
+  });
+  assert.equal(reg.status, 201);
+  const client = await reg.json();
+  const challenge = crypto.createHash('sha256').update('v'.repeat(50)).digest('base64url');
+  const authorize = new URL(`${larder.origin}/authorize`);
+  authorize.search = new URLSearchParams({
+    response_type: 'code',
+    client_id: client.client_id,
+    redirect_uri: 'http://127.0.0.1:9/callback',
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    state: 'app-state',
+  }).toString();
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(authorize.href);
+  assert.equal(new URL(page.url()).pathname, '/', 'not signed in: the sign-in page');
+  // signIn starts from the landing page, which is where /authorize sent the browser.
+  await signIn(page, 'carol');
+  await page.waitForURL((u) => u.pathname === '/authorize');
+  assert.equal(page.url(), authorize.href, 'back at the very same authorization request');
+  assert.equal(await page.textContent('#consent-client'), 'OIDC-path app');
+  assert.equal(await page.textContent('#consent-user'), 'carol@example.com');
+  await context.close();
+  await larder.cli('allow', 'remove', 'carol@example.com');
 });
