@@ -459,14 +459,17 @@ pub fn remember_return(jar: CookieJar, path_and_query: &str, secure: bool) -> Co
     )
 }
 
+/// The remembered destination, if any, left in place (the landing page names the app waiting).
+pub fn pending_return(jar: &CookieJar) -> Option<String> {
+    jar.get(RETURN_COOKIE)
+        .map(|c| c.value().to_owned())
+        .filter(|p| is_local_path(p))
+}
+
 /// Where a sign-in that just succeeded should land (the remembered local path, else the query
 /// page), with the cookie cleared. Every sign-in path (login link, OIDC) ends through this.
 pub fn take_return(jar: CookieJar) -> (CookieJar, String) {
-    let to = jar
-        .get(RETURN_COOKIE)
-        .map(|c| c.value().to_owned())
-        .filter(|p| is_local_path(p))
-        .unwrap_or_else(|| "/query".to_owned());
+    let to = pending_return(&jar).unwrap_or_else(|| "/query".to_owned());
     (jar.remove(Cookie::build(RETURN_COOKIE).path("/")), to)
 }
 

@@ -72,10 +72,16 @@ struct Landing {
     frame: Frame,
     local_login: bool,
     providers: Vec<super::oidc::ProviderButton>,
+    /// The app whose authorization request sent the person here to sign in.
+    connecting: Option<String>,
 }
 
 /// `GET /`: the query page for the signed in, how to sign in for everyone else.
-pub async fn landing(State(state): State<AppState>, user: Option<PageUser>) -> Response {
+pub async fn landing(
+    State(state): State<AppState>,
+    user: Option<PageUser>,
+    jar: axum_extra::extract::CookieJar,
+) -> Response {
     if user.is_some() {
         return Redirect::to("/query").into_response();
     }
@@ -83,8 +89,28 @@ pub async fn landing(State(state): State<AppState>, user: Option<PageUser>) -> R
         frame: Frame::anonymous(&state),
         local_login: state.config.auth.local.enabled,
         providers: state.oidc.buttons(),
+        connecting: connecting_app(&state, &jar).await,
     }
     .into_response()
+}
+
+/// The name of the registered app whose `/authorize` request waits for this sign-in, if any.
+async fn connecting_app(state: &AppState, jar: &axum_extra::extract::CookieJar) -> Option<String> {
+    let back = super::auth::pending_return(jar)?;
+    let query = back.strip_prefix("/authorize?")?;
+    let client_id = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned())?;
+    let client = state
+        .placement
+        .oauth(|r| larder_actors::oauth::OAuthMsg::GetClient(client_id.clone(), r))
+        .await
+        .ok()??;
+    Some(
+        client
+            .client_name
+            .unwrap_or_else(|| "An unnamed app".to_owned()),
+    )
 }
 
 impl axum::extract::OptionalFromRequestParts<AppState> for PageUser {

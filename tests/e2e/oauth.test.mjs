@@ -86,6 +86,8 @@ describe('oauth: connecting an app', { timeout: 120_000 }, () => {
     // Not signed in yet: the landing page, which explains how to sign in.
     await page.goto(authorize.href);
     assert.equal(new URL(page.url()).pathname, '/');
+    assert.match(await page.textContent('#connecting'), /^E2E Assistant asks to connect to your Larder\./);
+    await screenshot('oauth-sign-in-first.png');
     // Signing in with the link brings the person back to the consent page.
     await page.goto(larder.loginUrl);
     await page.locator('#confirm-login').click();
