@@ -687,6 +687,7 @@ impl Config {
             accounts: larder_actors::accounts::AccountsConfig {
                 login_token_ttl: self.auth.local.link_ttl,
                 session_ttl: self.auth.session_ttl,
+                ..larder_actors::accounts::AccountsConfig::default()
             },
             oauth: larder_actors::oauth::OAuthConfig {
                 code_ttl: Duration::from_secs(300),

@@ -208,6 +208,8 @@ pub enum AccountsMsg {
 pub struct AccountsConfig {
     pub login_token_ttl: std::time::Duration,
     pub session_ttl: std::time::Duration,
+    /// Most OpenID sign-ins waiting for their callback at once; the oldest is dropped beyond.
+    pub max_pending_oidc: usize,
 }
 
 impl Default for AccountsConfig {
@@ -215,6 +217,7 @@ impl Default for AccountsConfig {
         AccountsConfig {
             login_token_ttl: std::time::Duration::from_secs(24 * 3600),
             session_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+            max_pending_oidc: 10_000,
         }
     }
 }

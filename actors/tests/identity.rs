@@ -176,11 +176,39 @@ async fn names_stay_unique_and_verified_email_links_only_when_allowed() {
         .await
         .unwrap();
     assert_eq!(other.how, SignedInAs::SignedUp);
-    assert_eq!(other.session.session.user.name, "dave@example.com-2");
+    let is_opaque = |name: &str| {
+        name.len() == 17
+            && name.starts_with("user-")
+            && name[5..].chars().all(|c| c.is_ascii_hexdigit())
+    };
+    let taken = other.session.session.user.name.clone();
+    assert!(is_opaque(&taken), "the address is taken: {taken}");
+    // An address user names cannot hold verbatim is never rewritten into another address.
     let plus = sign_in(&p, person("s-erin", "erin+x@example.com"))
         .await
         .unwrap();
-    assert_eq!(plus.session.session.user.name, "erin-x@example.com");
+    let erin_name = plus.session.session.user.name.clone();
+    assert!(is_opaque(&erin_name), "{erin_name}");
+    let long = format!("{}@example.com", "a".repeat(60));
+    let long_user = sign_in(&p, person("s-long", &long)).await.unwrap();
+    assert!(is_opaque(&long_user.session.session.user.name));
+    // So the owner of the real erin-x@example.com, with linking on, gets their own account,
+    // not erin+x's.
+    let lookalike = sign_in(
+        &p,
+        OidcSignIn {
+            link_verified_email: true,
+            ..person("s-erin-x", "erin-x@example.com")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(lookalike.how, SignedInAs::SignedUp);
+    assert_ne!(
+        lookalike.session.session.user.id,
+        plus.session.session.user.id
+    );
+    assert_eq!(lookalike.session.session.user.name, "erin-x@example.com");
 
     // Linking on: a new identity with a verified address joins the user named by it...
     let linked = sign_in(
@@ -218,8 +246,13 @@ async fn names_stay_unique_and_verified_email_links_only_when_allowed() {
         },
     )
     .await;
-    assert!(
-        unverified.is_err(),
+    assert_eq!(
+        unverified.unwrap_err(),
+        AccountsError::Invalid(
+            "the provider did not vouch for an email address (none given, or not verified), \
+             and Larder needs a verified one to sign you up"
+                .into()
+        ),
         "an unverified address neither links nor signs up"
     );
     let identities = p
@@ -295,5 +328,42 @@ async fn pending_sign_ins_work_once_and_everything_survives_a_restart() {
         .unwrap()
         .unwrap();
     assert_eq!(again, None, "the burn was durable");
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn started_sign_ins_are_bounded_by_dropping_the_oldest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.accounts.max_pending_oidc = 3;
+    let node = start(dir.path(), cfg).await;
+    let p = node.placement();
+    let pending = |n: i64| PendingOidcLogin {
+        provider: "corp".into(),
+        state: format!("state-{n}"),
+        nonce: format!("nonce-{n}"),
+        pkce_verifier: format!("verifier-{n}"),
+        expires_at: now_millis() + 600_000 + n,
+    };
+    for n in 0..4 {
+        p.accounts(|r| AccountsMsg::BeginOidcLogin(format!("browser-{n}"), pending(n), r))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let take = |n: i64| {
+        let p = p.clone();
+        async move {
+            p.accounts(|r| AccountsMsg::TakeOidcLogin(format!("browser-{n}"), r))
+                .await
+                .unwrap()
+                .unwrap()
+                .map(|l| l.state)
+        }
+    };
+    assert_eq!(take(0).await, None, "the oldest was dropped for the fourth");
+    for n in 1..4 {
+        assert_eq!(take(n).await, Some(format!("state-{n}")));
+    }
     node.shutdown().await.unwrap();
 }

@@ -11,8 +11,9 @@
 //! 2. else, when the operator allows linking and the provider vouches for the email, an existing
 //!    user is linked: one named by that email, or one whose identity at another provider has it;
 //! 3. else it is a sign-up: the address must be verified and on the allowlist; the new user is
-//!    named by the address (the first free of `alice@example.com`, `alice@example.com-2`, ...,
-//!    characters user names cannot have replaced by `-`).
+//!    named by the address itself when that is a valid user name nobody has, else `user-<hex>`.
+//!    Never by a transformed address: `erin+x@…` named `erin-x@…` would be linked to the owner of
+//!    the real `erin-x@…` (and be an admin if `auth.admins` names that address).
 //!
 //! The user, the identity and the session are written in one commit.
 
@@ -91,7 +92,22 @@ impl AccountsState {
         changes
             .put(format!("oidcpending/{hash}"), &pending)
             .map_err(storage)?;
+        // Starting a sign-in needs no account: bound the waiting ones, dropping the oldest.
+        let oldest = (self.pending_oidc.len() >= self.config.max_pending_oidc.max(1))
+            .then(|| {
+                self.pending_oidc
+                    .iter()
+                    .min_by_key(|(_, p)| p.expires_at)
+                    .map(|(h, _)| h.clone())
+            })
+            .flatten();
+        if let Some(h) = &oldest {
+            changes.delete(format!("oidcpending/{h}"));
+        }
         self.partition.commit(changes).await.map_err(storage)?;
+        if let Some(h) = oldest {
+            self.pending_oidc.remove(&h);
+        }
         self.pending_oidc.insert(hash, pending);
         Ok(())
     }
@@ -210,30 +226,21 @@ impl AccountsState {
         self.users.get(&first).cloned()
     }
 
-    /// The first free user name for a sign-up with this address.
+    /// A sign-up's user name: the verified address verbatim when it is a valid user name that
+    /// nobody has, else an opaque `user-<12 hex>` that cannot be mistaken for any address
+    /// (names link accounts and name admins, so a name must never be a *different* address).
     fn free_name(&self, email: &str) -> String {
-        let base: String = email
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .take(64)
-            .collect();
-        if !self.by_name.contains_key(&base) {
-            return base;
+        if super::normalise_user_name(email).is_ok_and(|n| n == email)
+            && !self.by_name.contains_key(email)
+        {
+            return email.to_owned();
         }
-        (2u32..)
-            .map(|n| {
-                let suffix = format!("-{n}");
-                let keep = base.len().min(64 - suffix.len());
-                format!("{}{suffix}", &base[..keep])
-            })
-            .find(|name| !self.by_name.contains_key(name))
-            .unwrap_or_default()
+        loop {
+            let name = format!("user-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            if !self.by_name.contains_key(&name) {
+                return name;
+            }
+        }
     }
 
     pub(super) async fn allow(&mut self, raw: &str) -> Result<bool, AccountsError> {
