@@ -692,6 +692,7 @@ impl Config {
             oauth: larder_actors::oauth::OAuthConfig {
                 code_ttl: Duration::from_secs(300),
                 refresh_ttl: self.oauth.refresh_token_ttl,
+                ..larder_actors::oauth::OAuthConfig::default()
             },
             keyring,
         }

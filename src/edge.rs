@@ -219,7 +219,11 @@ fn oauth_public() -> Router<AppState> {
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods([http::Method::GET, http::Method::POST])
-                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::AUTHORIZATION,
+                    http::HeaderName::from_static("mcp-protocol-version"),
+                ])
                 .max_age(std::time::Duration::from_secs(3600)),
         )
 }

@@ -29,10 +29,13 @@ use crate::supervision::reply_or_reload;
 
 /// Most redirect URIs one client may register.
 pub const MAX_REDIRECT_URIS: usize = 10;
-/// Most clients registered at once (registration is open to anyone, as RFC 7591 intends for
-/// MCP; registrations never used are swept after [`UNUSED_CLIENT_TTL_MS`]).
+/// Most clients registered at once. Registration is open to anyone (as RFC 7591 intends for
+/// MCP), so registrations never used are swept after [`UNUSED_CLIENT_TTL_MS`], clients left
+/// without a grant after [`IDLE_CLIENT_TTL_MS`], and a full table makes room by dropping the
+/// oldest never-used registration.
 pub const MAX_CLIENTS: usize = 10_000;
 const UNUSED_CLIENT_TTL_MS: i64 = 24 * 3600 * 1000;
+const IDLE_CLIENT_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 /// A registered client. Public clients only (`token_endpoint_auth_method: none`): MCP clients
 /// are native or browser apps that cannot keep a secret; PKCE protects their codes.
@@ -45,6 +48,9 @@ pub struct Client {
     pub created_at: UnixMillis,
     /// Set once the client has been granted access by someone (unused ones are swept).
     pub used: bool,
+    /// When someone last granted it access.
+    #[serde(default)]
+    pub last_used_at: UnixMillis,
 }
 
 /// A registration request's metadata (RFC 7591 §2), as the edge parsed it from JSON.
@@ -132,6 +138,8 @@ pub enum OAuthError {
     #[error("{0}")]
     InvalidClientMetadata(String),
     #[error("{0}")]
+    InvalidTarget(String),
+    #[error("{0}")]
     TemporarilyUnavailable(String),
     #[error("could not store the change: {0}")]
     Storage(String),
@@ -146,6 +154,7 @@ impl OAuthError {
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::InvalidRedirectUri(_) => "invalid_redirect_uri",
             OAuthError::InvalidClientMetadata(_) => "invalid_client_metadata",
+            OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::TemporarilyUnavailable(_) => "temporarily_unavailable",
             OAuthError::Storage(_) => "server_error",
         }
@@ -191,6 +200,8 @@ pub enum OAuthMsg {
 pub struct OAuthConfig {
     pub code_ttl: std::time::Duration,
     pub refresh_ttl: std::time::Duration,
+    /// Most clients registered at once ([`MAX_CLIENTS`] unless a test says otherwise).
+    pub max_clients: usize,
 }
 
 impl Default for OAuthConfig {
@@ -198,6 +209,7 @@ impl Default for OAuthConfig {
         OAuthConfig {
             code_ttl: std::time::Duration::from_secs(300),
             refresh_ttl: std::time::Duration::from_secs(30 * 24 * 3600),
+            max_clients: MAX_CLIENTS,
         }
     }
 }
@@ -416,6 +428,16 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             == 0
 }
 
+/// Invisible formatting characters (Unicode category Cf: bidi overrides and isolates,
+/// zero-width spaces and joiners, …), which could make a consent page show a name other than
+/// the one registered.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}')
+}
+
 /// A redirect URI a client may register: `https` anywhere, or `http` on a loopback address
 /// (native apps, RFC 8252 §7.3); absolute, no fragment, no credentials.
 pub fn check_redirect_uri(uri: &str) -> Result<url::Url, String> {
@@ -522,9 +544,10 @@ impl Client {
                 let Some(v) = v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
                     return Ok(None);
                 };
-                if v.chars().count() > max || v.chars().any(char::is_control) {
+                if v.chars().count() > max || v.chars().any(|c| c.is_control() || is_format(c)) {
                     return Err(OAuthError::InvalidClientMetadata(format!(
-                        "{field} is at most {max} characters, without control characters"
+                        "{field} is at most {max} characters, without control or invisible \
+                         formatting characters"
                     )));
                 }
                 Ok(Some(v))
@@ -543,23 +566,40 @@ impl Client {
             redirect_uris: reg.redirect_uris,
             created_at: now,
             used: false,
+            last_used_at: 0,
         })
     }
 }
 
 impl OAuthState {
     async fn register(&mut self, reg: Registration) -> Result<Client, OAuthError> {
-        if self.clients.len() >= MAX_CLIENTS {
-            return Err(OAuthError::TemporarilyUnavailable(
-                "too many clients are registered; try again later".into(),
-            ));
-        }
         let client = Client::register(reg, now_millis())?;
         let mut changes = Changes::new();
+        let evicted = if self.clients.len() >= self.config.max_clients.max(1) {
+            // Make room with the oldest registration nobody ever granted access to.
+            let oldest = self
+                .clients
+                .values()
+                .filter(|c| !c.used)
+                .min_by_key(|c| c.created_at)
+                .map(|c| c.client_id.clone())
+                .ok_or_else(|| {
+                    OAuthError::TemporarilyUnavailable(
+                        "too many clients are registered; try again later".into(),
+                    )
+                })?;
+            changes.delete(format!("client/{oldest}"));
+            Some(oldest)
+        } else {
+            None
+        };
         changes
             .put(format!("client/{}", client.client_id), &client)
             .map_err(storage)?;
         self.partition.commit(changes).await.map_err(storage)?;
+        if let Some(oldest) = evicted {
+            self.clients.remove(&oldest);
+        }
         self.clients
             .insert(client.client_id.clone(), client.clone());
         Ok(client)
@@ -597,12 +637,11 @@ impl OAuthState {
             .put(format!("code/{}", hash_secret(&code)), &stored)
             .map_err(storage)?;
         let mut client = client.clone();
-        if !client.used {
-            client.used = true;
-            changes
-                .put(format!("client/{}", client.client_id), &client)
-                .map_err(storage)?;
-        }
+        client.used = true;
+        client.last_used_at = now_millis();
+        changes
+            .put(format!("client/{}", client.client_id), &client)
+            .map_err(storage)?;
         self.partition.commit(changes).await.map_err(storage)?;
         self.codes.insert(hash_secret(&code), stored);
         self.clients.insert(client.client_id.clone(), client);
@@ -653,7 +692,7 @@ impl OAuthState {
             .as_ref()
             .is_some_and(|r| *r != request.resource)
         {
-            return Err(OAuthError::InvalidGrant(
+            return Err(OAuthError::InvalidTarget(
                 "resource differs from the one consented to".into(),
             ));
         }
@@ -714,7 +753,7 @@ impl OAuthState {
             return Err(bad());
         }
         if req.resource.as_ref().is_some_and(|r| *r != grant.resource) {
-            return Err(OAuthError::InvalidGrant(
+            return Err(OAuthError::InvalidTarget(
                 "resource differs from the one consented to".into(),
             ));
         }
@@ -820,7 +859,13 @@ impl OAuthState {
         let clients: Vec<String> = self
             .clients
             .values()
-            .filter(|c| !c.used && c.created_at + UNUSED_CLIENT_TTL_MS <= now)
+            .filter(|c| {
+                let never_used = !c.used && c.created_at + UNUSED_CLIENT_TTL_MS <= now;
+                let idle = c.used
+                    && c.last_used_at + IDLE_CLIENT_TTL_MS <= now
+                    && !self.grants.values().any(|g| g.client_id == c.client_id);
+                never_used || idle
+            })
             .map(|c| c.client_id.clone())
             .collect();
         for h in &codes {

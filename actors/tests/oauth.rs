@@ -193,7 +193,7 @@ async fn codes_are_bound_to_the_verifier_client_and_redirect_uri() {
     };
     assert_eq!(
         redeem(&p, wrong_resource).await.unwrap_err().code(),
-        "invalid_grant"
+        "invalid_target"
     );
 
     // None of the refusals used the code up.
@@ -276,5 +276,43 @@ async fn clients_and_grants_survive_a_restart_and_revocation_is_durable() {
             .code(),
         "invalid_grant"
     );
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_client_table_drops_the_oldest_never_used_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.oauth.max_clients = 2;
+    let node = start(dir.path(), cfg).await;
+    let p = node.placement();
+    let get = |id: String| {
+        let p = p.clone();
+        async move {
+            p.oauth(|r| OAuthMsg::GetClient(id.clone(), r))
+                .await
+                .unwrap()
+        }
+    };
+    let used = register(&p).await;
+    code(&p, &used, UserId::new()).await; // someone granted it access
+    let unused = register(&p).await;
+    let newest = register(&p).await;
+    assert!(get(unused).await.is_none(), "the never-used one made room");
+    assert!(get(used.clone()).await.is_some(), "a used client is kept");
+    assert!(get(newest.clone()).await.is_some());
+    // Full of clients someone uses: refused, nothing dropped.
+    code(&p, &newest, UserId::new()).await;
+    let reg = Registration {
+        redirect_uris: vec![REDIRECT.into()],
+        ..Registration::default()
+    };
+    let err = p
+        .oauth(|r| OAuthMsg::Register(reg.clone(), r))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.code(), "temporarily_unavailable");
+    assert!(get(used).await.is_some() && get(newest).await.is_some());
     node.shutdown().await.unwrap();
 }

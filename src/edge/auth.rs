@@ -111,6 +111,36 @@ impl FromRequestParts<AppState> for AdminUser {
 /// clients, MCP ones included, learn how to obtain a token.
 pub struct ApiUser(pub Session);
 
+/// A caller of `/api` acting as the person themselves (a session or a personal API token), not
+/// an app connected through OAuth. Routes that mint credentials which would outlive an app's
+/// grant (personal API tokens, S3 proxy credentials) take this, so that disconnecting an app
+/// ends everything it holds.
+pub struct ApiOwner(pub Session);
+
+impl FromRequestParts<AppState> for ApiOwner {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ApiUser(session) = ApiUser::from_request_parts(parts, state).await?;
+        if matches!(
+            parts.extensions.get::<AuthVia>(),
+            Some(AuthVia::OAuth { .. })
+        ) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "apps connected through OAuth cannot create or manage credentials (personal API \
+                 tokens, storage proxy credentials): everything they hold must end when they \
+                 are disconnected",
+            )
+            .into_response());
+        }
+        Ok(ApiOwner(session))
+    }
+}
+
 /// How an [`ApiUser`] authenticated, left in the request's extensions for handlers that say so.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthVia {
@@ -454,7 +484,7 @@ pub fn remember_return(jar: CookieJar, path_and_query: &str, secure: bool) -> Co
             .http_only(true)
             .same_site(SameSite::Lax)
             .secure(secure)
-            .max_age(time::Duration::minutes(30))
+            .max_age(time::Duration::minutes(10))
             .build(),
     )
 }

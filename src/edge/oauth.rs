@@ -303,13 +303,19 @@ fn authorize_page_error(message: &str) -> Response {
     WebError::new(StatusCode::BAD_REQUEST, message).into_response()
 }
 
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_refused.html")]
+struct Refused {
+    error: String,
+    description: String,
+    back: String,
+    destination: String,
+}
+
 impl Verified {
-    /// The redirect back to the client with these parameters, plus `state` and `iss`.
-    fn redirect(&self, issuer: &str, params: &[(&str, &str)]) -> Response {
-        let mut url = match url::Url::parse(&self.redirect_uri) {
-            Ok(u) => u,
-            Err(_) => return authorize_page_error("The app's redirect_uri is not a URL."),
-        };
+    /// The client's redirect URI with these parameters, plus `state` and `iss`.
+    fn back_url(&self, issuer: &str, params: &[(&str, &str)]) -> Option<url::Url> {
+        let mut url = url::Url::parse(&self.redirect_uri).ok()?;
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in params {
@@ -320,6 +326,14 @@ impl Verified {
             }
             q.append_pair("iss", issuer);
         }
+        Some(url)
+    }
+
+    /// Redirects back to the client (only once the person has seen the consent page).
+    fn redirect(&self, issuer: &str, params: &[(&str, &str)]) -> Response {
+        let Some(url) = self.back_url(issuer, params) else {
+            return authorize_page_error("The app's redirect_uri is not a URL.");
+        };
         let mut res = Redirect::to(url.as_str()).into_response();
         res.headers_mut().insert(
             header::REFERRER_POLICY,
@@ -334,6 +348,35 @@ impl Verified {
             &[("error", code), ("error_description", description)],
         )
     }
+
+    /// A refused request, before the person has consented to anything: a page with a link
+    /// back to the app, never an automatic redirect. Registration is open, so an automatic
+    /// one would make `/authorize` an open redirector (RFC 9700 §4.11.2).
+    fn error_page(&self, issuer: &str, code: &str, description: &str) -> Response {
+        let params = [("error", code), ("error_description", description)];
+        let Some(back) = self.back_url(issuer, &params) else {
+            return authorize_page_error("The app's redirect_uri is not a URL.");
+        };
+        let page = Refused {
+            error: code.to_owned(),
+            description: description.to_owned(),
+            destination: destination_of(&self.redirect_uri),
+            back: back.into(),
+        };
+        let mut res = (StatusCode::BAD_REQUEST, page).into_response();
+        res.headers_mut().insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        res
+    }
+}
+
+/// Where a redirect URI sends the browser, as the person should read it: its origin.
+fn destination_of(redirect_uri: &str) -> String {
+    url::Url::parse(redirect_uri)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 /// What the consent form carries back (all re-checked on submit).
@@ -418,7 +461,7 @@ pub async fn authorize(
     };
     let checked = match check_request(&state, &p) {
         Ok(c) => c,
-        Err((code, description)) => return v.error(state.issuer(), code, description),
+        Err((code, description)) => return v.error_page(state.issuer(), code, description),
     };
     let Some(PageUser(session)) = user else {
         // Back here after signing in, by whichever sign-in the node offers.
@@ -430,9 +473,7 @@ pub async fn authorize(
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let destination = url::Url::parse(&v.redirect_uri)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    let destination = destination_of(&v.redirect_uri);
     let page = Consent {
         frame: Frame::signed_in(&state, &session, &prefs, ""),
         client_name: v
@@ -563,25 +604,56 @@ fn client_id_of(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<S
     (!id.is_empty()).then_some(id)
 }
 
+/// A token or revocation request's form, each parameter at most once (RFC 6749 §3.2); else
+/// the `invalid_request` description.
+fn single_valued(
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    what: &str,
+) -> Result<HashMap<String, String>, String> {
+    let Ok(Form(pairs)) = form else {
+        return Err(format!(
+            "the {what} request must be a form (application/x-www-form-urlencoded)"
+        ));
+    };
+    let mut form = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if form.contains_key(&k) {
+            return Err(format!("the parameter {k} appears more than once"));
+        }
+        form.insert(k, v);
+    }
+    Ok(form)
+}
+
+/// `invalid_client`, with the `WWW-Authenticate` challenge RFC 6749 §5.2 asks for when the
+/// client tried HTTP Basic.
+fn invalid_client(headers: &HeaderMap, description: &str) -> Response {
+    let mut res = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case("basic "));
+    if basic {
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="larder""#),
+        );
+    }
+    res
+}
+
 /// `POST /oauth/token`: the authorization_code and refresh_token grants.
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the token request must be a form (application/x-www-form-urlencoded)",
-        );
+    let form = match single_valued(form, "token") {
+        Ok(f) => f,
+        Err(m) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
     };
     let Some(client_id) = client_id_of(&headers, &form) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client_id is required",
-        );
+        return invalid_client(&headers, "client_id is required");
     };
     let field = |k: &str| form.get(k).filter(|v| !v.is_empty()).cloned();
     let resource = match field("resource") {
@@ -657,6 +729,7 @@ pub async fn token(
     };
     match issued {
         Ok(Ok(issued)) => token_response(&state, &issued),
+        Ok(Err(OAuthError::InvalidClient(m))) => invalid_client(&headers, &m),
         Ok(Err(e)) => refused(&e),
         Err(e) => actor_error(e),
     }
@@ -691,14 +764,11 @@ fn token_response(state: &AppState, issued: &Issued) -> Response {
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<HashMap<String, String>>, FormRejection>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the revocation request must be a form (application/x-www-form-urlencoded)",
-        );
+    let form = match single_valued(form, "revocation") {
+        Ok(f) => f,
+        Err(m) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &m),
     };
     let Some(token) = form.get("token").filter(|t| !t.is_empty()).cloned() else {
         return oauth_error(
@@ -708,11 +778,7 @@ pub async fn revoke(
         );
     };
     let Some(client_id) = client_id_of(&headers, &form) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client_id is required",
-        );
+        return invalid_client(&headers, "client_id is required");
     };
     let audiences = state.api_audiences();
     let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();

@@ -133,7 +133,8 @@ async fn consent(session: &Session, client: &str, verifier: &str) -> String {
 
 /// Undoes askama's HTML escaping of attribute values.
 fn askama_unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/")
+    s.replace("&#38;", "&")
+        .replace("&#x2f;", "/")
         .replace("&#47;", "/")
         .replace("&#x3a;", ":")
         .replace("&amp;", "&")
@@ -152,7 +153,9 @@ async fn token(base: &str, form: &[(&str, &str)]) -> (u16, Value) {
         .unwrap();
     let status = res.status().as_u16();
     if status == 200 || status == 400 || status == 401 {
+        // (Pragma: only the OAuth handlers set it; the app-wide layer adds Cache-Control.)
         assert_eq!(res.headers()["cache-control"], "no-store");
+        assert_eq!(res.headers()["pragma"], "no-cache");
     }
     (status, res.json().await.unwrap_or(Value::Null))
 }
@@ -329,16 +332,27 @@ async fn authorize_signs_the_person_in_first_then_asks_and_refuses_bad_requests_
         .unwrap();
 
     // Unregistered client, or a redirect URI it did not register: a page, never a redirect.
-    for params in [
-        vec![("client_id", "lc_nobody"), ("redirect_uri", REDIRECT)],
-        vec![
-            ("client_id", client.as_str()),
-            ("redirect_uri", "http://127.0.0.1:45999/elsewhere"),
-        ],
-        vec![
-            ("client_id", client.as_str()),
-            ("redirect_uri", "https://evil.example/cb"),
-        ],
+    let unregistered = "This app is not registered with Larder (unknown client_id).";
+    let mismatch = "did not register (redirect_uri mismatch)";
+    for (params, says) in [
+        (
+            vec![("client_id", "lc_nobody"), ("redirect_uri", REDIRECT)],
+            unregistered,
+        ),
+        (
+            vec![
+                ("client_id", client.as_str()),
+                ("redirect_uri", "http://127.0.0.1:45999/elsewhere"),
+            ],
+            mismatch,
+        ),
+        (
+            vec![
+                ("client_id", client.as_str()),
+                ("redirect_uri", "https://evil.example/cb"),
+            ],
+            mismatch,
+        ),
     ] {
         let mut all = params.clone();
         all.extend([
@@ -354,13 +368,12 @@ async fn authorize_signs_the_person_in_first_then_asks_and_refuses_bad_requests_
         assert_eq!(res.status(), 400, "{params:?}");
         assert!(res.headers().get("location").is_none());
         let page = res.text().await.unwrap();
-        assert!(
-            page.contains("not registered") || page.contains("redirect_uri mismatch"),
-            "{page}"
-        );
+        assert!(page.contains(says), "{params:?}: {page}");
     }
 
-    // Known client and redirect URI: errors go back to the app, with state and iss.
+    // Known client and redirect URI, but nobody has consented to anything: never an automatic
+    // redirect (open registration would make that an open redirector); a page that says what
+    // is wrong, with a link back to the app carrying the error, state and iss.
     type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
     let cases: [Case; 5] = [
         (
@@ -400,8 +413,21 @@ async fn authorize_signs_the_person_in_first_then_asks_and_refuses_bad_requests_
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 303, "{overrides:?}");
-        let q = redirect_query(&res);
+        assert_eq!(res.status(), 400, "{overrides:?}");
+        assert!(res.headers().get("location").is_none());
+        let page = res.text().await.unwrap();
+        let href = askama_unescape(
+            page.split(r#"id="oauth-return" href=""#)
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("no link back in {page}")),
+        );
+        assert!(href.starts_with(REDIRECT), "{href}");
+        let q: std::collections::HashMap<String, String> = reqwest::Url::parse(&href)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
         assert_eq!(
             (q["error"].as_str(), q["error_description"].as_str()),
             (error, description)
@@ -435,7 +461,7 @@ async fn authorize_signs_the_person_in_first_then_asks_and_refuses_bad_requests_
     );
     let html = page.text().await.unwrap();
     assert!(
-        html.contains("Negative suite") && html.contains("owner"),
+        html.contains("Negative suite") && html.contains(r#"id="consent-user">owner<"#),
         "{html}"
     );
 
@@ -514,6 +540,61 @@ async fn codes_are_single_use_and_bound_to_pkce_client_and_redirect_uri() {
         400,
         "unsupported_grant_type",
         "grant_type \"password\" is not supported: use authorization_code or refresh_token",
+    );
+    // A parameter twice (RFC 6749 §3.2).
+    assert_oauth_error(
+        &token(
+            base,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("code", "another"),
+                ("redirect_uri", REDIRECT),
+                ("client_id", &client),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await,
+        400,
+        "invalid_request",
+        "the parameter code appears more than once",
+    );
+    // Another resource than the one consented to (RFC 8707 §2).
+    let elsewhere = format!("{base}/");
+    assert_oauth_error(
+        &token(
+            base,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("client_id", &client),
+                ("code_verifier", VERIFIER),
+                ("resource", &elsewhere),
+            ],
+        )
+        .await,
+        400,
+        "invalid_target",
+        "resource differs from the one consented to",
+    );
+    // An unknown client authenticating with HTTP Basic is told how to (RFC 6749 §5.2).
+    let basic = reqwest::Client::new()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("lc_unregistered", Some(""))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 401);
+    assert_eq!(
+        basic.headers()["www-authenticate"],
+        r#"Basic realm="larder""#
     );
 
     // The refusals did not use the code up; its first use works.
@@ -785,5 +866,108 @@ async fn a_grant_survives_kill_9_and_a_restart() {
             .await
             .status(),
         200
+    );
+}
+
+#[tokio::test]
+async fn connected_apps_cannot_mint_credentials_and_revocation_is_per_client() {
+    let larder = Larder::start().await;
+    let base = &larder.base;
+    let owner = larder.sign_in(&larder.startup_login_url()).await;
+    let client = client_id(base).await;
+    let other = client_id(base).await;
+    let grant = |client: String| {
+        let owner = &owner;
+        async move {
+            let code = consent(owner, &client, VERIFIER).await;
+            let (status, issued) = exchange(&owner.base, &client, &code, VERIFIER).await;
+            assert_eq!(status, 200, "{issued}");
+            issued
+        }
+    };
+    let a = grant(client.clone()).await;
+    let access = a["access_token"].as_str().unwrap();
+
+    // An app's token reads and writes data, but cannot mint credentials that would outlive its
+    // grant: personal API tokens, S3 proxy credentials.
+    let with_bearer = |method: reqwest::Method, path: &str| {
+        reqwest::Client::new()
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(access)
+    };
+    assert_eq!(
+        with_bearer(reqwest::Method::GET, "/api/catalog")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for (method, path, body) in [
+        (
+            reqwest::Method::POST,
+            "/api/tokens",
+            json!({ "name": "forever", "expires_in_days": null }),
+        ),
+        (reqwest::Method::GET, "/api/tokens", Value::Null),
+        (
+            reqwest::Method::POST,
+            "/api/storage/proxy-credentials",
+            json!({}),
+        ),
+    ] {
+        let mut req = with_bearer(method.clone(), path);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 403, "{method} {path}");
+        let problem: Value = res.json().await.unwrap();
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("apps connected through OAuth cannot create or manage credentials"),
+            "{problem}"
+        );
+    }
+    let tokens: Value = owner.get("/api/tokens").await.json().await.unwrap();
+    assert_eq!(tokens, json!([]), "nothing was created");
+
+    // Another client presenting this grant's tokens to the revocation endpoint changes nothing.
+    let revoke = |token: String, client: String| async move {
+        reqwest::Client::new()
+            .post(format!("{base}/oauth/revoke"))
+            .form(&[("token", token.as_str()), ("client_id", client.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let refresh = a["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(revoke(refresh.clone(), other.clone()).await, 200);
+    assert_eq!(revoke(access.to_owned(), other.clone()).await, 200);
+    assert_eq!(me(base, access).await.status(), 200, "still connected");
+
+    // Its own client revoking the access token ends the whole grant (refresh token included).
+    assert_eq!(revoke(access.to_owned(), client.clone()).await, 200);
+    refused(
+        me(base, access).await,
+        "the access token's grant was revoked or has lapsed",
+    )
+    .await;
+    assert_oauth_error(
+        &token(
+            base,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh),
+                ("client_id", &client),
+            ],
+        )
+        .await,
+        400,
+        "invalid_grant",
+        "the refresh token is invalid, expired or revoked",
     );
 }

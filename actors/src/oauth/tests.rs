@@ -80,6 +80,15 @@ fn unsupported_client_metadata_is_refused_with_invalid_client_metadata() {
             client_uri: Some("javascript:alert(1)".into()),
             ..registration(&["https://a.example/cb"])
         },
+        // A right-to-left override would show "Claude" on the consent page for "edualC…".
+        Registration {
+            client_name: Some("\u{202E}edualC".into()),
+            ..registration(&["https://a.example/cb"])
+        },
+        Registration {
+            client_name: Some("Clau\u{200B}de".into()),
+            ..registration(&["https://a.example/cb"])
+        },
     ];
     for reg in cases {
         let err = Client::register(reg.clone(), 0).unwrap_err();

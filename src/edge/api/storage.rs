@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::edge::AppState;
-use crate::edge::auth::ApiUser;
+use crate::edge::auth::{ApiOwner, ApiUser};
 use crate::edge::error::ApiError;
 use crate::s3::credentials::{self, Access, Backends, Scope};
 use crate::storage::registry::{ResolveError, S3Fields};
@@ -107,7 +107,7 @@ pub(super) struct ProxyCredentialOut {
     ))]
 pub(super) async fn mint_proxy_credentials(
     State(state): State<AppState>,
-    ApiUser(session): ApiUser,
+    ApiOwner(session): ApiOwner,
     body: Result<Json<ProxyCredentialRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ProxyCredentialOut>), ApiError> {
     let request = match body {

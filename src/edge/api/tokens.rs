@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::rfc3339;
 use crate::edge::AppState;
-use crate::edge::auth::ApiUser;
+use crate::edge::auth::ApiOwner;
 use crate::edge::error::ApiError;
 
 /// A personal API token (never its secret).
@@ -71,7 +71,7 @@ pub(crate) fn accounts_error(e: AccountsError) -> ApiError {
     responses((status = 200, body = Vec<TokenOut>), (status = 401, body = ApiError, content_type = "application/problem+json")))]
 pub(super) async fn list_tokens(
     State(state): State<AppState>,
-    ApiUser(session): ApiUser,
+    ApiOwner(session): ApiOwner,
 ) -> Result<Json<Vec<TokenOut>>, ApiError> {
     let user = session.user.id;
     let list = state
@@ -90,7 +90,7 @@ pub(super) async fn list_tokens(
     ))]
 pub(super) async fn create_token(
     State(state): State<AppState>,
-    ApiUser(session): ApiUser,
+    ApiOwner(session): ApiOwner,
     body: Result<Json<NewTokenIn>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
@@ -130,7 +130,7 @@ pub(crate) async fn create(
     responses((status = 204, description = "Revoked"), (status = 404, body = ApiError, content_type = "application/problem+json")))]
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
-    ApiUser(session): ApiUser,
+    ApiOwner(session): ApiOwner,
     WithRejection(Path(id), _): WithRejection<Path<Uuid>, ApiError>,
 ) -> Result<StatusCode, ApiError> {
     let user = session.user.id;
