@@ -18,15 +18,14 @@ pub mod oidc;
 
 use std::collections::{BTreeMap, HashMap};
 
-use base64::Engine as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use crate::ids::{UnixMillis, UserId, now_millis};
 use crate::roster::{ActorKey, ActorKind, Roster};
+pub(crate) use crate::secret::hash_secret;
+use crate::secret::{new_secret, strip_keys, ttl_millis};
 use crate::store::{Changes, Partition};
 use crate::supervision::reply_or_reload;
 
@@ -414,25 +413,6 @@ impl Actor for Accounts {
     }
 }
 
-fn strip_keys<T>(prefix: &str, records: Vec<(String, T)>) -> HashMap<String, T> {
-    records
-        .into_iter()
-        .map(|(k, v)| (k[prefix.len()..].to_owned(), v))
-        .collect()
-}
-
-/// A new 256-bit secret, URL-safe.
-fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Checks and normalises a user name.
 pub fn normalise_user_name(name: &str) -> Result<String, AccountsError> {
     let name = name.trim().to_lowercase();
@@ -450,10 +430,6 @@ pub fn normalise_user_name(name: &str) -> Result<String, AccountsError> {
         )));
     }
     Ok(name)
-}
-
-fn ttl_millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 impl AccountsState {

@@ -29,6 +29,7 @@ pub mod node;
 pub mod oauth;
 pub mod placement;
 pub mod roster;
+mod secret;
 pub mod session;
 pub mod store;
 pub mod supervision;

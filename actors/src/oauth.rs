@@ -18,12 +18,12 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
-use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::ids::{UnixMillis, UserId, now_millis};
 use crate::roster::{ActorKey, ActorKind, Roster};
+use crate::secret::{hash_secret, new_secret, strip_keys, ttl_millis};
 use crate::store::{Changes, Partition};
 use crate::supervision::reply_or_reload;
 
@@ -262,9 +262,9 @@ impl Actor for OAuth {
         args: OAuthArgs,
     ) -> Result<OAuthState, ActorProcessingErr> {
         let p = &args.partition;
-        let clients = strip("client/", p.scan::<Client>("client/")?);
-        let codes = strip("code/", p.scan::<StoredCode>("code/")?);
-        let refresh = strip("refresh/", p.scan::<StoredRefresh>("refresh/")?);
+        let clients = strip_keys("client/", p.scan::<Client>("client/")?);
+        let codes = strip_keys("code/", p.scan::<StoredCode>("code/")?);
+        let refresh = strip_keys("refresh/", p.scan::<StoredRefresh>("refresh/")?);
         let grants = p
             .scan::<Grant>("grant/")?
             .into_iter()
@@ -377,29 +377,6 @@ impl Actor for OAuth {
         }
         Ok(())
     }
-}
-
-fn strip<T>(prefix: &str, records: Vec<(String, T)>) -> HashMap<String, T> {
-    records
-        .into_iter()
-        .map(|(k, v)| (k[prefix.len()..].to_owned(), v))
-        .collect()
-}
-
-/// A new 256-bit secret, URL-safe.
-fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hash_secret(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn ttl_millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 /// RFC 7636 §4.1: 43 to 128 characters from the unreserved set.
