@@ -193,6 +193,8 @@ pub enum OAuthMsg {
     RevokeGrant(UserId, uuid::Uuid, RpcReplyPort<Result<bool, OAuthError>>),
     /// Drops expired codes, tokens, grants and unused clients (sent by the actor itself).
     Sweep,
+    /// Panics inside the handler (fault injection; see `LibraryMsg::InjectPanic`).
+    InjectPanic,
 }
 
 /// Lifetimes of what the authorization server hands out.
@@ -374,6 +376,7 @@ impl Actor for OAuth {
                 reply_or_reload(reply, result, is_storage)?;
             }
             OAuthMsg::Sweep => state.sweep().await,
+            OAuthMsg::InjectPanic => panic!("injected panic in oauth handler"),
         }
         Ok(())
     }

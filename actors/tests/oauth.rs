@@ -316,3 +316,78 @@ async fn a_full_client_table_drops_the_oldest_never_used_registration() {
     assert!(get(used).await.is_some() && get(newest).await.is_some());
     node.shutdown().await.unwrap();
 }
+
+/// Polls `probe` until it answers `Some`, for at most five seconds.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    for _ in 0..500 {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test]
+async fn the_global_actors_restart_with_their_state_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), config()).await;
+    let p = node.placement();
+    let user = p
+        .accounts(|r| larder_actors::accounts::AccountsMsg::EnsureUser("alice".into(), r))
+        .await
+        .unwrap()
+        .unwrap();
+    let client = register(&p).await;
+    let issued = redeem(&p, redemption(&code(&p, &client, user.id).await, &client))
+        .await
+        .unwrap();
+
+    // Each global actor panics inside a handler; the node restarts it from its partition.
+    let crashed = p.oauth::<()>(|_reply| OAuthMsg::InjectPanic).await;
+    assert!(crashed.is_err(), "no answer from a crashed handler");
+    let grant = eventually("the OAuth actor back with its grants", || {
+        let p = p.clone();
+        async move {
+            p.oauth(|r| OAuthMsg::LiveGrant(issued.family, r))
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    assert_eq!(grant.user, user.id);
+    refresh(&p, &issued.refresh_token, &client).await.unwrap();
+
+    let crashed = p
+        .accounts::<()>(|_reply| larder_actors::accounts::AccountsMsg::InjectPanic)
+        .await;
+    assert!(crashed.is_err());
+    let found = eventually("the Accounts actor back with its users", || {
+        let p = p.clone();
+        async move {
+            p.accounts(|r| larder_actors::accounts::AccountsMsg::GetUser(user.id, r))
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    assert_eq!(found.name, "alice");
+    let restarts: Vec<_> = node
+        .roster()
+        .snapshot()
+        .into_iter()
+        .filter(|a| a.key.user.is_none() && a.restarts > 0)
+        .map(|a| a.key.kind)
+        .collect();
+    assert!(
+        restarts.contains(&larder_actors::roster::ActorKind::OAuth)
+            && restarts.contains(&larder_actors::roster::ActorKind::Accounts),
+        "{restarts:?}"
+    );
+    node.shutdown().await.unwrap();
+}
