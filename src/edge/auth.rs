@@ -177,11 +177,8 @@ fn unauthorized(state: &AppState, detail: &str, invalid_token: bool) -> Response
 
 /// The user behind an OAuth access token, if it verifies and its grant still lives.
 async fn oauth_user(state: &AppState, token: &str) -> Result<(Session, String), Response> {
-    let audiences = state.api_audiences();
-    let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
     let claims = state
-        .access_tokens
-        .verify(token, &audiences)
+        .verify_api_token(token)
         .map_err(|m| unauthorized(state, &m, true))?;
     let revoked = || {
         unauthorized(

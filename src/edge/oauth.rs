@@ -63,9 +63,11 @@ impl AppState {
         (r == self.api_resource() || r == &*self.base_url).then(|| r.to_owned())
     }
 
-    /// Audiences an access token may carry to be used on `/api`.
-    pub fn api_audiences(&self) -> [String; 2] {
-        [self.api_resource(), self.base_url.to_string()]
+    /// The claims of an access token this node signed for `/api` (audience `<base>/api` or
+    /// `<base>`), not expired; else why not.
+    pub fn verify_api_token(&self, token: &str) -> Result<jwt::AccessClaims, String> {
+        let api = self.api_resource();
+        self.access_tokens.verify(token, &[&api, &self.base_url])
     }
 }
 
@@ -780,9 +782,7 @@ pub async fn revoke(
     let Some(client_id) = client_id_of(&headers, &form) else {
         return invalid_client(&headers, "client_id is required");
     };
-    let audiences = state.api_audiences();
-    let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
-    let result = match state.access_tokens.verify(&token, &audiences) {
+    let result = match state.verify_api_token(&token) {
         Ok(claims) => {
             let family = claims.fid;
             state
