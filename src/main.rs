@@ -7,6 +7,7 @@
 //! - [`edge`]: the axum application (pages, htmx fragments, JSON API, assets, metrics).
 //! - [`control`]: the host-local control socket (`larder login-link`, `larder allow`).
 //! - [`keys`]: the node's secret keys (vault keyring, proxy-credential MAC).
+//! - [`md5sum`]: MD5 for ETags and `Content-MD5`, through AWS-LC.
 //! - [`storage`]: storage backends (`local`, `s3`) behind one trait.
 //! - [`data`]: table files read server-side (schemas, Arrow record batches) and encoded for HTTP.
 //! - [`s3`]: the S3 proxy (SigV4, operations, proxy credentials).
@@ -20,6 +21,7 @@ mod data;
 mod edge;
 mod extensions;
 mod keys;
+mod md5sum;
 mod s3;
 mod server;
 #[allow(dead_code)] // wired up by the S3 proxy

@@ -45,6 +45,7 @@ mod list;
 mod multipart;
 mod sidecar;
 mod write;
+mod writeback;
 
 #[cfg(test)]
 mod tests;
@@ -221,14 +222,31 @@ impl LocalBackend {
 
     /// Fails early, before a body is received, if the write cannot succeed. The decisive
     /// checks are repeated under the key's lock at commit.
-    async fn check_before_write(
+    /// Refuses a key that cannot be stored here (one segment too long, or an object where a
+    /// folder is needed or the other way round).
+    async fn check_writable(&self, key: &ObjectKey) -> Result<(), StorageError> {
+        check_segments(key)?;
+        let (layout, k) = (self.layout.clone(), key.clone());
+        blocking(move || check_conflict(&layout, &k)).await
+    }
+
+    /// Refuses a write to `key` early, before its body is read: a key that cannot be stored
+    /// here, or a conditional write whose condition already fails (checked again at commit).
+    /// With the checks passed, a new temp file for the body.
+    async fn start_write(
         &self,
         key: &ObjectKey,
         opts: Option<&PutOptions>,
-    ) -> Result<(), StorageError> {
+    ) -> Result<(TempFile, File), StorageError> {
+        self.prepare().await?;
         check_segments(key)?;
         let (layout, k) = (self.layout.clone(), key.clone());
-        blocking(move || check_conflict(&layout, &k)).await?;
+        // One hop to the blocking pool: a client that sent `Expect: 100-continue` is waiting.
+        let (temp, file) = blocking(move || {
+            check_conflict(&layout, &k)?;
+            Ok(TempFile::create(&layout.tmp)?)
+        })
+        .await?;
         if let Some(opts) = opts.filter(|o| o.if_none_match_any || o.if_match.is_some()) {
             let current = match self.meta_of(key).await {
                 Ok(meta) => Some(meta),
@@ -237,7 +255,7 @@ impl LocalBackend {
             };
             check_preconditions(key, current.as_ref(), opts)?;
         }
-        Ok(())
+        Ok((temp, file))
     }
 
     /// Makes `staged` the object at `key`, under the key's lock.
@@ -302,10 +320,7 @@ impl Backend for LocalBackend {
         size: Option<u64>,
         opts: &PutOptions,
     ) -> Result<ObjectMeta, StorageError> {
-        self.prepare().await?;
-        self.check_before_write(key, Some(opts)).await?;
-        let tmp = self.layout.tmp.clone();
-        let (temp, file) = blocking(move || Ok(TempFile::create(&tmp)?)).await?;
+        let (temp, file) = self.start_write(key, Some(opts)).await?;
         let received = write::receive(file, body, size).await?;
         let staged = Staged {
             temp,
@@ -391,10 +406,8 @@ impl Backend for LocalBackend {
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectMeta, StorageError> {
         self.prepare().await?;
         let (source, meta) = self.open(from).await?;
-        self.check_before_write(to, None).await?;
-        let tmp = self.layout.tmp.clone();
+        let (temp, mut file) = self.start_write(to, None).await?;
         let staged = blocking(move || {
-            let (temp, mut file) = TempFile::create(&tmp)?;
             let copied = io::copy(&mut io::Read::take(source, meta.size), &mut file)?;
             if copied != meta.size {
                 return Err(

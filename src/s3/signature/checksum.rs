@@ -8,9 +8,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use http::HeaderMap;
-use md5::Md5;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+
+use crate::md5sum::Md5;
 
 use super::{CONTENT_MD5, SignatureError, X_AMZ_CHECKSUM_PREFIX};
 

@@ -6,12 +6,12 @@ use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use super::sidecar::{self, FileId, Sidecar};
 use super::write::{self, TempFile};
 use super::{Layout, LocalBackend, Staged, blocking, etags_match, sync_dir, unix_millis};
+use crate::md5sum::Md5;
 use crate::storage::{ByteStream, ObjectKey, ObjectMeta, PartMeta, PutOptions, StorageError};
 
 /// Smallest size of every part but the last (as S3).
@@ -36,7 +36,7 @@ impl LocalBackend {
         content_type: Option<String>,
     ) -> Result<String, StorageError> {
         self.prepare().await?;
-        self.check_before_write(key, None).await?;
+        self.check_writable(key).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let upload = Upload {
             key: key.to_string(),
@@ -323,7 +323,7 @@ fn concatenate(
         let md5 = sidecar::md5_in(&sc.etag).ok_or_else(|| {
             io::Error::other(format!("part {number} has a malformed ETag {}", sc.etag))
         })?;
-        md5s.update(md5);
+        md5s.update(&md5);
         // Reopened below: holding up to 10,000 files open could exhaust descriptors.
         checked.push((*number, sc.file));
     }

@@ -6,10 +6,10 @@ use std::io::{self, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use super::write::TempFile;
+use crate::md5sum::Md5;
 
 /// What is stored next to an object (or a multipart part).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,5 +171,5 @@ pub(super) fn md5_of(file: &mut File) -> io::Result<[u8; 16]> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hasher.finalize().into())
+    Ok(hasher.finalize())
 }

@@ -572,6 +572,48 @@ async fn a_large_put_streams() {
     assert_eq!(offset, CHUNKS * MIB);
 }
 
+#[tokio::test]
+async fn bodies_in_uneven_chunks_are_stored_whole_and_in_order() {
+    let (_dir, b) = backend();
+    // Empty, tiny and large chunks in every order: small ones are gathered before they are
+    // queued, large ones go as they are, and a gathered remainder ends the body.
+    let sizes = [
+        0,
+        1,
+        100,
+        70_000,
+        3,
+        65_536,
+        200_000,
+        0,
+        5,
+        64 * 1024 - 1,
+        1,
+        300_000,
+        17,
+        2,
+    ];
+    let data = part_data(sizes.iter().sum(), 9);
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    for size in sizes {
+        pieces.push(Bytes::copy_from_slice(&data[at..at + size]));
+        at += size;
+    }
+    let meta = b
+        .put(
+            &key("uneven"),
+            chunks(pieces),
+            Some(data.len() as u64),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(meta.etag, quoted_md5(&data));
+    assert!(content(&b, "uneven").await == data, "content differs");
+    assert!(temp_files(&b).is_empty());
+}
+
 fn part_data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
