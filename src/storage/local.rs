@@ -43,6 +43,7 @@
 
 mod list;
 mod multipart;
+mod read;
 mod sidecar;
 mod write;
 mod writeback;
@@ -52,19 +53,17 @@ mod tests;
 
 use std::fs::{self, File};
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, ErrorKind, SeekFrom};
+use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Mutex, OnceCell, OwnedMutexGuard};
-use tokio_util::io::ReaderStream;
 
 use super::{
-    Backend, ByteRange, ByteStream, GetObject, KeyError, ListPage, ListRequest, ObjectKey,
-    ObjectMeta, PartMeta, PutOptions, RangeRequest, StorageError,
+    Backend, ByteStream, GetObject, KeyError, ListPage, ListRequest, ObjectKey, ObjectMeta,
+    PartMeta, PutOptions, RangeRequest, StorageError,
 };
 use list::Entry;
 use sidecar::{FileId, Sidecar};
@@ -195,27 +194,35 @@ impl LocalBackend {
         .await
     }
 
-    /// An open handle on the object and metadata describing exactly that file.
-    async fn open(&self, key: &ObjectKey) -> Result<(File, ObjectMeta), StorageError> {
+    /// Opens the object and runs `then` on the handle and metadata describing exactly that
+    /// file, in the same trip to the blocking pool (two, under the key's lock, when the sidecar
+    /// must be rebuilt first).
+    async fn open_then<T, F>(&self, key: &ObjectKey, then: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(File, ObjectMeta) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
+    {
         let (layout, k) = (self.layout.clone(), key.clone());
         let fresh = blocking(move || {
             let file = open_object(&layout, &k)?;
             let md = file.metadata()?;
-            Ok(sidecar::load(&layout.sidecar(&k))
-                .filter(|sc| sc.file == FileId::of(&md))
-                .map(|sc| (file, object_meta(&k, &md, sc))))
+            match sidecar::load(&layout.sidecar(&k)).filter(|sc| sc.file == FileId::of(&md)) {
+                Some(sc) => Ok(Ok(then(file, object_meta(&k, &md, sc))?)),
+                None => Ok(Err(then)),
+            }
         })
         .await?;
-        if let Some(found) = fresh {
-            return Ok(found);
-        }
+        let then = match fresh {
+            Ok(done) => return Ok(done),
+            Err(then) => then,
+        };
         let guard = self.key_locks.lock(key.as_str()).await;
         let (layout, key) = (self.layout.clone(), key.clone());
         blocking(move || {
             let _guard = guard;
             let mut file = open_object(&layout, &key)?;
             let meta = describe_locked(&layout, &key, &mut file)?;
-            Ok((file, meta))
+            then(file, meta)
         })
         .await
     }
@@ -288,28 +295,13 @@ impl Backend for LocalBackend {
         key: &ObjectKey,
         range: Option<RangeRequest>,
     ) -> Result<GetObject, StorageError> {
-        let (file, meta) = self.open(key).await?;
-        let range = match range {
-            None => None,
-            Some(r) => Some(
-                r.resolve(meta.size)
-                    .ok_or(StorageError::InvalidRange { size: meta.size })?,
-            ),
-        };
-        let ByteRange { start, end } = range.unwrap_or(ByteRange {
-            start: 0,
-            end: meta.size.saturating_sub(1),
-        });
-        let len = if meta.size == 0 { 0 } else { end - start + 1 };
-        let mut file = tokio::fs::File::from_std(file);
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        let body = ReaderStream::with_capacity(file.take(len), READ_CHUNK_BYTES);
+        let reading = self
+            .open_then(key, move |file, meta| read::start(file, meta, range))
+            .await?;
         Ok(GetObject {
-            meta,
-            range,
-            body: Box::pin(body),
+            meta: reading.meta,
+            range: reading.range,
+            body: reading.body,
         })
     }
 
@@ -405,7 +397,7 @@ impl Backend for LocalBackend {
 
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectMeta, StorageError> {
         self.prepare().await?;
-        let (source, meta) = self.open(from).await?;
+        let (source, meta) = self.open_then(from, |file, meta| Ok((file, meta))).await?;
         let (temp, mut file) = self.start_write(to, None).await?;
         let staged = blocking(move || {
             let copied = io::copy(&mut io::Read::take(source, meta.size), &mut file)?;

@@ -219,6 +219,71 @@ async fn ranged_reads() {
 }
 
 #[tokio::test]
+async fn ranges_across_read_chunks() {
+    let (_dir, b) = backend();
+    let chunk = super::READ_CHUNK_BYTES as u64;
+    let data = part_data(3 * super::READ_CHUNK_BYTES + 1000, 3);
+    put(&b, "c", &data).await;
+    // The first chunk is read with the open; the rest is read ahead: ranges that end inside
+    // the first chunk, exactly at its end, one byte after, and across every chunk.
+    for (start, end) in [
+        (0, 9),
+        (0, chunk - 1),
+        (0, chunk),
+        (chunk - 1, chunk),
+        (5, 3 * chunk + 999),
+        (chunk + 7, 3 * chunk + 2),
+        (3 * chunk + 999, 3 * chunk + 999),
+    ] {
+        let got = b
+            .get(
+                &key("c"),
+                Some(RangeRequest::From {
+                    start,
+                    end: Some(end),
+                }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.range, Some(ByteRange { start, end }));
+        let bytes = read(got).await;
+        assert!(
+            bytes == data[start as usize..=end as usize],
+            "range {start}-{end}: {} bytes",
+            bytes.len()
+        );
+    }
+    assert!(content(&b, "c").await == data);
+}
+
+#[tokio::test]
+async fn an_object_truncated_while_read_fails_the_body() {
+    let (_dir, b) = backend();
+    // Larger than what is read ahead before anyone consumes (the first chunk, a full queue
+    // and the chunk waiting for room in it).
+    let data = part_data(16 * super::READ_CHUNK_BYTES, 5);
+    put(&b, "t", &data).await;
+    let got = b.get(&key("t"), None).await.unwrap();
+    // Cut the file (as a person editing the folder might) while the body is being read.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(root(&b).join("t"))
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let mut body = got.body;
+    let mut failed = None;
+    while let Some(chunk) = body.next().await {
+        if let Err(e) = chunk {
+            failed = Some(e);
+            break;
+        }
+    }
+    let failed = failed.expect("a short body must end in an error, not quietly");
+    assert_eq!(failed.kind(), io::ErrorKind::UnexpectedEof, "{failed}");
+}
+
+#[tokio::test]
 async fn a_failed_body_leaves_nothing_behind() {
     let (_dir, b) = backend();
     put(&b, "kept", b"old").await;
