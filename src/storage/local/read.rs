@@ -1,23 +1,21 @@
 //! Reading an object's bytes for a `get`: the first chunk in the same trip to the blocking pool
-//! that opened the file, the rest read ahead by one blocking task into a bounded queue.
+//! that opened the file, each further chunk read while the previous one is sent.
 //!
-//! One hop per request instead of one per chunk (as `tokio::fs::File` would make), and no copy
-//! between buffers: a small object or range is answered with a single hop, and a large one
-//! streams while the next chunk is already being read.
+//! A small object or range is answered with a single hop to the blocking pool (`tokio::fs`
+//! would make one to open, one to seek and one per read, copying each chunk between buffers),
+//! and a large one streams with one chunk read ahead.
 
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, stream};
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::READ_CHUNK_BYTES;
 use crate::storage::{ByteRange, ByteStream, ObjectMeta, RangeRequest, StorageError};
-
-/// Chunks read ahead of the client, per request.
-const READ_AHEAD_CHUNKS: usize = 2;
 
 /// An object being read: its metadata, the range served, and the bytes.
 pub(super) struct Reading {
@@ -55,24 +53,35 @@ pub(super) fn start(
     Ok(Reading { meta, range, body })
 }
 
-/// `len` bytes from `offset` on, read by a blocking task at most [`READ_AHEAD_CHUNKS`] ahead
-/// of the consumer; it stops when the stream is dropped.
-fn read_ahead(file: File, mut offset: u64, mut len: u64) -> ByteStream {
-    let (tx, mut rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-    tokio::task::spawn_blocking(move || {
-        while len > 0 {
-            let chunk = read_chunk(&file, offset, len);
-            let failed = chunk.is_err();
-            if let Ok(chunk) = &chunk {
-                offset += chunk.len() as u64;
-                len -= chunk.len() as u64;
-            }
-            if tx.blocking_send(chunk).is_err() || failed {
-                return; // the client went away, or the error was passed on
+/// `len` bytes from `offset` on, each chunk read by a short blocking task started as the
+/// previous chunk is handed out, so the next read overlaps sending this one. No task waits for
+/// the client: a slow download holds no blocking thread.
+fn read_ahead(file: File, offset: u64, len: u64) -> ByteStream {
+    let file = Arc::new(file);
+    let first = spawn_read(Arc::clone(&file), offset, len);
+    let state = Some((file, offset, len, first));
+    Box::pin(stream::unfold(state, |state| async move {
+        let (file, offset, len, reading) = state?;
+        match reading
+            .await
+            .map_err(io::Error::other)
+            .and_then(|read| read)
+        {
+            Err(e) => Some((Err(e), None)),
+            Ok(chunk) => {
+                let (offset, len) = (offset + chunk.len() as u64, len - chunk.len() as u64);
+                let next = (len > 0).then(|| {
+                    let reading = spawn_read(Arc::clone(&file), offset, len);
+                    (file, offset, len, reading)
+                });
+                Some((Ok(chunk), next))
             }
         }
-    });
-    Box::pin(stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }))
+}
+
+fn spawn_read(file: Arc<File>, offset: u64, len: u64) -> JoinHandle<io::Result<Bytes>> {
+    tokio::task::spawn_blocking(move || read_chunk(&file, offset, len))
 }
 
 /// Up to [`READ_CHUNK_BYTES`] (and at most `len`) bytes at `offset`. Fewer bytes than asked

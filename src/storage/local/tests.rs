@@ -259,8 +259,7 @@ async fn ranges_across_read_chunks() {
 #[tokio::test]
 async fn an_object_truncated_while_read_fails_the_body() {
     let (_dir, b) = backend();
-    // Larger than what is read ahead before anyone consumes (the first chunk, a full queue
-    // and the chunk waiting for room in it).
+    // Larger than what is read before anyone consumes (the first chunk and the one after).
     let data = part_data(16 * super::READ_CHUNK_BYTES, 5);
     put(&b, "t", &data).await;
     let got = b.get(&key("t"), None).await.unwrap();

@@ -1,23 +1,21 @@
-//! Receiving a body into a temp file: written and hashed as it arrives, on two threads, with
-//! bounded queues, and the temp file removed unless it was committed.
+//! Receiving a body into a temp file: written and hashed as it arrives, by short blocking tasks
+//! with bounded queues, and the temp file removed unless it was committed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::writeback::Writeback;
 use crate::md5sum::Md5;
 use crate::storage::{ByteStream, StorageError};
 
-/// Chunks queued for the writer and for the hasher, each. A chunk is what the connection
-/// delivered at once (at most ~400 KiB over HTTP/1.1), so a write holds a few MiB at most.
-const QUEUED_CHUNKS: usize = 4;
-/// Chunks smaller than this are gathered before they are queued.
-const MIN_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes queued for a stage while its task runs, before reading the body waits. Bounds the
+/// memory of one write, however large the body.
+const MAX_QUEUED_BYTES: usize = 2 * 1024 * 1024;
 
 /// A file in `.larder/tmp/`, removed when dropped unless [`TempFile::committed`] was called:
 /// an error, a failed precondition or a cancelled request leaves nothing behind.
@@ -79,63 +77,43 @@ pub(super) struct Received {
 /// Writes `body` to `file`, hashing it, and fdatasyncs. `expected`, when given, must be the
 /// body's length.
 ///
-/// Each chunk goes, as it arrives and without a copy, to two blocking tasks: one writes it to
-/// the file, the other feeds it to MD5. MD5 (~770 MiB/s on one core) is the slowest step, so the
-/// writer runs ahead and the fdatasync overlaps the end of the hashing: a PUT costs about its
-/// MD5 plus the commit, not MD5 + write + fsync in a row. The queues are bounded, so at most
-/// [`QUEUED_CHUNKS`] chunks per task are in memory however large the body.
+/// Chunks go, as they arrive and without a copy, to two [`Stage`]s: one writes them to the file,
+/// the other feeds them to MD5. MD5 (~770 MiB/s on one core) is the slowest step, so the writer
+/// runs ahead and the fdatasync overlaps the end of the hashing: a PUT costs about its MD5 plus
+/// the commit, not MD5 + write + fsync in a row.
 pub(super) async fn receive(
     file: File,
     mut body: ByteStream,
     expected: Option<u64>,
 ) -> Result<Received, StorageError> {
-    let (to_writer, chunks) = mpsc::channel(QUEUED_CHUNKS);
-    let writing = tokio::task::spawn_blocking(move || write_out(file, chunks));
-    let (to_hasher, chunks) = mpsc::channel(QUEUED_CHUNKS);
-    let hashing = tokio::task::spawn_blocking(move || hash(chunks));
+    let mut writer = Stage::new(
+        Writer {
+            file,
+            writeback: Writeback::default(),
+        },
+        Writer::write,
+    );
+    let mut hasher = Stage::new(Md5::new(), |md5, chunks| {
+        chunks.iter().for_each(|chunk| md5.update(chunk));
+        Ok(())
+    });
 
-    // On an error return both queues close, so both tasks end; the temp file's owner removes
-    // the file, and a write still running finishes into the unlinked file.
+    // On an error return the stages are dropped: a task still running finishes on its own
+    // (into the temp file, which its owner removes).
     let mut total: u64 = 0;
-    let mut small = BytesMut::new();
-    loop {
-        let chunk = body.next().await.transpose()?;
-        let finished = chunk.is_none();
-        if let Some(chunk) = &chunk {
-            total += chunk.len() as u64;
-            if let Some(expected) = expected
-                && total > expected
-            {
-                return Err(StorageError::IncompleteBody {
-                    expected,
-                    actual: total,
-                });
-            }
+    while let Some(chunk) = body.next().await.transpose()? {
+        total += chunk.len() as u64;
+        if let Some(expected) = expected
+            && total > expected
+        {
+            return Err(StorageError::IncompleteBody {
+                expected,
+                actual: total,
+            });
         }
-        // Small chunks (an aws-chunked body's pieces, say) are gathered first: every chunk
-        // costs each task a wake-up.
-        let ready = match chunk {
-            Some(chunk) if small.is_empty() && chunk.len() >= MIN_CHUNK_BYTES => Some(chunk),
-            Some(chunk) => {
-                small.extend_from_slice(&chunk);
-                (small.len() >= MIN_CHUNK_BYTES).then(|| small.split().freeze())
-            }
-            None => (!small.is_empty()).then(|| small.split().freeze()),
-        };
-        if let Some(ready) = ready {
-            // A closed queue means its task failed (the writer's error is read below).
-            if to_hasher.send(ready.clone()).await.is_err() || to_writer.send(ready).await.is_err()
-            {
-                break;
-            }
-        }
-        if finished {
-            break;
-        }
+        writer.push(chunk.clone()).await?;
+        hasher.push(chunk).await?;
     }
-    drop((to_writer, to_hasher));
-
-    let file = writing.await.map_err(io::Error::other)??;
     if let Some(expected) = expected
         && total != expected
     {
@@ -144,9 +122,11 @@ pub(super) async fn receive(
             actual: total,
         });
     }
+
+    let Writer { file, .. } = writer.finish().await?;
     // fdatasync: the data and the size needed to read it; mtime need not be durable.
     let syncing = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file));
-    let md5 = hashing.await.map_err(io::Error::other)?;
+    let md5 = hasher.finish().await?.finalize();
     let file = syncing.await.map_err(io::Error::other)??;
     Ok(Received {
         file,
@@ -155,21 +135,89 @@ pub(super) async fn receive(
     })
 }
 
-/// The writer: every chunk into the file, starting the disk writes as it goes.
-fn write_out(mut file: File, mut chunks: mpsc::Receiver<Bytes>) -> io::Result<File> {
-    let mut writeback = Writeback::default();
-    while let Some(chunk) = chunks.blocking_recv() {
-        file.write_all(&chunk)?;
-        writeback.wrote(&file, chunk.len() as u64);
-    }
-    Ok(file)
+/// The writing half of a receive.
+struct Writer {
+    file: File,
+    writeback: Writeback,
 }
 
-/// The hasher: MD5 of every chunk, in order.
-fn hash(mut chunks: mpsc::Receiver<Bytes>) -> [u8; 16] {
-    let mut md5 = Md5::new();
-    while let Some(chunk) = chunks.blocking_recv() {
-        md5.update(&chunk);
+impl Writer {
+    fn write(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        for chunk in chunks {
+            self.file.write_all(chunk)?;
+            self.writeback.wrote(&self.file, chunk.len() as u64);
+        }
+        Ok(())
     }
-    md5.finalize()
+}
+
+/// One step of a receive (writing, hashing) done on the blocking pool by short tasks, one at a
+/// time, each taking every chunk queued since the previous one started; the state moves from
+/// task to task.
+///
+/// No task ever waits for the client: a slow upload holds no blocking thread, so the pool
+/// cannot be exhausted by open uploads. Chunks queue while a task runs, up to
+/// [`MAX_QUEUED_BYTES`]; beyond that `push` waits, which slows down reading the body.
+struct Stage<S> {
+    state: Option<S>,
+    running: Option<JoinHandle<io::Result<S>>>,
+    queued: Vec<Bytes>,
+    queued_bytes: usize,
+    step: fn(&mut S, &[Bytes]) -> io::Result<()>,
+}
+
+impl<S: Send + 'static> Stage<S> {
+    fn new(state: S, step: fn(&mut S, &[Bytes]) -> io::Result<()>) -> Stage<S> {
+        Stage {
+            state: Some(state),
+            running: None,
+            queued: Vec::new(),
+            queued_bytes: 0,
+            step,
+        }
+    }
+
+    async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.queued_bytes += chunk.len();
+        self.queued.push(chunk);
+        let busy = self
+            .running
+            .as_ref()
+            .is_some_and(|task| !task.is_finished());
+        if busy && self.queued_bytes < MAX_QUEUED_BYTES {
+            return Ok(());
+        }
+        self.start().await
+    }
+
+    /// Everything pushed has been processed: the final state.
+    async fn finish(mut self) -> io::Result<S> {
+        if !self.queued.is_empty() {
+            self.start().await?;
+        }
+        self.settle().await
+    }
+
+    /// Waits for the running task, if any, then starts one on everything queued.
+    async fn start(&mut self) -> io::Result<()> {
+        let mut state = self.settle().await?;
+        let chunks = std::mem::take(&mut self.queued);
+        self.queued_bytes = 0;
+        let step = self.step;
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            step(&mut state, &chunks)?;
+            Ok(state)
+        }));
+        Ok(())
+    }
+
+    async fn settle(&mut self) -> io::Result<S> {
+        match self.running.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(self
+                .state
+                .take()
+                .expect("a stage's state is at hand when no task runs")),
+        }
+    }
 }
