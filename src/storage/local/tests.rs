@@ -1094,3 +1094,67 @@ async fn listing_an_unused_root_is_empty() {
         .unwrap();
     assert_eq!(page, crate::storage::ListPage::default());
 }
+
+/// A runtime whose blocking pool has two threads: any task that waited there for a client
+/// would leave no thread for anyone else.
+fn two_blocking_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn stalled_uploads_hold_no_blocking_thread() {
+    two_blocking_threads().block_on(async {
+        let (_dir, b) = backend();
+        let b = Arc::new(b);
+        // Four uploads whose clients send a chunk and then nothing more.
+        let mut stalled = Vec::new();
+        for i in 0..4 {
+            let b = Arc::clone(&b);
+            let body = stream::iter([Ok(Bytes::from(vec![1u8; MIB]))]).chain(stream::pending());
+            stalled.push(tokio::spawn(async move {
+                let key = key(&format!("stalled/{i}"));
+                b.put(&key, Box::pin(body), None, &PutOptions::default())
+                    .await
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let other = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            put(&b, "other", b"still served").await;
+            content(&b, "other").await
+        })
+        .await
+        .expect("a write and a read must not wait for stalled uploads");
+        assert_eq!(other, b"still served");
+        assert!(stalled.iter().all(|upload| !upload.is_finished()));
+        stalled.iter().for_each(|upload| upload.abort());
+    });
+}
+
+#[test]
+fn stalled_downloads_hold_no_blocking_thread() {
+    two_blocking_threads().block_on(async {
+        let (_dir, b) = backend();
+        put(&b, "big", &part_data(8 * super::READ_CHUNK_BYTES, 1)).await;
+        // Four downloads whose clients read one chunk and then stop reading.
+        let mut stalled = Vec::new();
+        for _ in 0..4 {
+            let mut body = b.get(&key("big"), None).await.unwrap().body;
+            body.next().await.unwrap().unwrap();
+            stalled.push(body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let other = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            put(&b, "other", b"still served").await;
+            content(&b, "other").await
+        })
+        .await
+        .expect("a write and a read must not wait for stalled downloads");
+        assert_eq!(other, b"still served");
+        drop(stalled);
+    });
+}
