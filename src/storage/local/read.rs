@@ -6,11 +6,10 @@
 //! and a large one streams with one chunk read ahead.
 
 use std::fs::File;
-use std::io::{self, ErrorKind};
-use std::os::unix::fs::FileExt;
+use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, stream};
 use tokio::task::JoinHandle;
 
@@ -42,66 +41,65 @@ pub(super) fn start(
         Some(ByteRange { start, end }) => (start, end - start + 1),
         None => (0, meta.size),
     };
-    let first = read_chunk(&file, start, len)?;
+    // Always: `file` may have been read through already (to hash it for a missing sidecar).
+    (&file).seek(SeekFrom::Start(start))?;
+    let first = read_chunk(&file, len)?;
     let rest = len - first.len() as u64;
     let first = stream::iter((!first.is_empty()).then_some(Ok(first)));
     let body: ByteStream = if rest == 0 {
         Box::pin(first)
     } else {
-        Box::pin(first.chain(read_ahead(file, start + (len - rest), rest)))
+        Box::pin(first.chain(read_ahead(file, rest)))
     };
     Ok(Reading { meta, range, body })
 }
 
-/// `len` bytes from `offset` on, each chunk read by a short blocking task started as the
-/// previous chunk is handed out, so the next read overlaps sending this one. No task waits for
-/// the client: a slow download holds no blocking thread.
-fn read_ahead(file: File, offset: u64, len: u64) -> ByteStream {
+/// The next `len` bytes of `file`, each chunk read by a short blocking task started as the
+/// previous chunk is handed out, so the next read overlaps sending this one. The reads are
+/// strictly one after the other, so they share the file's position. No task waits for the
+/// client: a slow download holds no blocking thread.
+fn read_ahead(file: File, len: u64) -> ByteStream {
     let file = Arc::new(file);
-    let first = spawn_read(Arc::clone(&file), offset, len);
-    let state = Some((file, offset, len, first));
-    Box::pin(stream::unfold(state, |state| async move {
-        let (file, offset, len, reading) = state?;
-        match reading
-            .await
-            .map_err(io::Error::other)
-            .and_then(|read| read)
-        {
-            Err(e) => Some((Err(e), None)),
-            Ok(chunk) => {
-                let (offset, len) = (offset + chunk.len() as u64, len - chunk.len() as u64);
-                let next = (len > 0).then(|| {
-                    let reading = spawn_read(Arc::clone(&file), offset, len);
-                    (file, offset, len, reading)
-                });
-                Some((Ok(chunk), next))
+    let first = spawn_read(Arc::clone(&file), len);
+    Box::pin(stream::unfold(
+        Some((file, len, first)),
+        |state| async move {
+            let (file, len, reading) = state?;
+            match reading
+                .await
+                .map_err(io::Error::other)
+                .and_then(|read| read)
+            {
+                Err(e) => Some((Err(e), None)),
+                Ok(chunk) => {
+                    let len = len - chunk.len() as u64;
+                    let next = (len > 0).then(|| {
+                        let reading = spawn_read(Arc::clone(&file), len);
+                        (file, len, reading)
+                    });
+                    Some((Ok(chunk), next))
+                }
             }
-        }
-    }))
+        },
+    ))
 }
 
-fn spawn_read(file: Arc<File>, offset: u64, len: u64) -> JoinHandle<io::Result<Bytes>> {
-    tokio::task::spawn_blocking(move || read_chunk(&file, offset, len))
+fn spawn_read(file: Arc<File>, len: u64) -> JoinHandle<io::Result<Bytes>> {
+    tokio::task::spawn_blocking(move || read_chunk(&file, len))
 }
 
-/// Up to [`READ_CHUNK_BYTES`] (and at most `len`) bytes at `offset`. Fewer bytes than asked
-/// for, before `len` is reached, means the file was truncated while it was read: an error.
-fn read_chunk(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
+/// The next chunk from `file`'s position on: up to [`READ_CHUNK_BYTES`], and at most `len`
+/// bytes. Fewer bytes than asked for means the file was truncated while it was read: an error.
+/// (Through the file's own `read`, which fills a buffer without zeroing it first.)
+fn read_chunk(file: &File, len: u64) -> io::Result<Bytes> {
     let want = usize::try_from(len).map_or(READ_CHUNK_BYTES, |l| l.min(READ_CHUNK_BYTES));
-    let mut buf = BytesMut::zeroed(want);
-    let mut filled = 0;
-    while filled < want {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "the object was truncated while it was read",
-                ));
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    let mut buf = Vec::with_capacity(want);
+    file.take(want as u64).read_to_end(&mut buf)?;
+    if buf.len() < want {
+        return Err(io::Error::new(
+            ErrorKind::UnexpectedEof,
+            "the object was truncated while it was read",
+        ));
     }
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }

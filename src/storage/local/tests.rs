@@ -470,6 +470,19 @@ async fn files_dropped_in_by_hand_get_a_sidecar() {
     let got = b.get(&key("dropped/by/hand.csv"), None).await.unwrap();
     assert_eq!(got.meta.etag, quoted_md5(b"a,b\n1,2\n"));
     assert_eq!(read(got).await, b"a,b\n1,2\n");
+
+    // A range of a file edited by hand: rehashed first, then read from the range's start.
+    std::fs::write(&path, b"a,b\n3,4\n").unwrap();
+    let range = RangeRequest::From {
+        start: 4,
+        end: Some(6),
+    };
+    let got = b
+        .get(&key("dropped/by/hand.csv"), Some(range))
+        .await
+        .unwrap();
+    assert_eq!(got.meta.etag, quoted_md5(b"a,b\n3,4\n"));
+    assert_eq!(read(got).await, b"3,4");
 }
 
 #[tokio::test]
