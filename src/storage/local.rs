@@ -227,8 +227,6 @@ impl LocalBackend {
         .await
     }
 
-    /// Fails early, before a body is received, if the write cannot succeed. The decisive
-    /// checks are repeated under the key's lock at commit.
     /// Refuses a key that cannot be stored here (one segment too long, or an object where a
     /// folder is needed or the other way round).
     async fn check_writable(&self, key: &ObjectKey) -> Result<(), StorageError> {

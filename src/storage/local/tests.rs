@@ -1119,6 +1119,18 @@ fn two_blocking_threads() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Once `stalled` transfers have settled, a write and a read of another object still complete.
+async fn still_served(b: &LocalBackend, stalled: &str) {
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let other = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        put(b, "other", b"still served").await;
+        content(b, "other").await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("a write and a read must not wait for {stalled}"));
+    assert_eq!(other, b"still served");
+}
+
 #[test]
 fn stalled_uploads_hold_no_blocking_thread() {
     two_blocking_threads().block_on(async {
@@ -1135,14 +1147,7 @@ fn stalled_uploads_hold_no_blocking_thread() {
                     .await
             }));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let other = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            put(&b, "other", b"still served").await;
-            content(&b, "other").await
-        })
-        .await
-        .expect("a write and a read must not wait for stalled uploads");
-        assert_eq!(other, b"still served");
+        still_served(&b, "stalled uploads").await;
         assert!(stalled.iter().all(|upload| !upload.is_finished()));
         stalled.iter().for_each(|upload| upload.abort());
     });
@@ -1160,14 +1165,7 @@ fn stalled_downloads_hold_no_blocking_thread() {
             body.next().await.unwrap().unwrap();
             stalled.push(body);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let other = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            put(&b, "other", b"still served").await;
-            content(&b, "other").await
-        })
-        .await
-        .expect("a write and a read must not wait for stalled downloads");
-        assert_eq!(other, b"still served");
+        still_served(&b, "stalled downloads").await;
         drop(stalled);
     });
 }
