@@ -394,7 +394,6 @@ impl Backend for LocalBackend {
     }
 
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<ObjectMeta, StorageError> {
-        self.prepare().await?;
         let (source, meta) = self.open_then(from, |file, meta| Ok((file, meta))).await?;
         let (temp, mut file) = self.start_write(to, None).await?;
         let staged = blocking(move || {

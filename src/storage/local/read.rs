@@ -41,7 +41,7 @@ pub(super) fn start(
         Some(ByteRange { start, end }) => (start, end - start + 1),
         None => (0, meta.size),
     };
-    // Always: `file` may have been read through already (to hash it for a missing sidecar).
+    // Always, rather than trust where the handle happens to be.
     (&file).seek(SeekFrom::Start(start))?;
     let first = read_chunk(&file, len)?;
     let rest = len - first.len() as u64;

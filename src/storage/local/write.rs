@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -16,6 +16,9 @@ use crate::storage::{ByteStream, StorageError};
 /// Bytes queued for a stage while its task runs, before reading the body waits. Bounds the
 /// memory of one write, however large the body.
 const MAX_QUEUED_BYTES: usize = 2 * 1024 * 1024;
+/// Chunks smaller than this are copied together before they are queued: with that, a queue
+/// holds at most `MAX_QUEUED_BYTES / MIN_CHUNK_BYTES` entries, whatever the client's framing.
+const MIN_CHUNK_BYTES: usize = 64 * 1024;
 
 /// A file in `.larder/tmp/`, removed when dropped unless [`TempFile::committed`] was called:
 /// an error, a failed precondition or a cancelled request leaves nothing behind.
@@ -101,6 +104,7 @@ pub(super) async fn receive(
     // On an error return the stages are dropped: a task still running finishes on its own
     // (into the temp file, which its owner removes).
     let mut total: u64 = 0;
+    let mut gather = Gather::default();
     while let Some(chunk) = body.next().await.transpose()? {
         total += chunk.len() as u64;
         if let Some(expected) = expected
@@ -111,8 +115,14 @@ pub(super) async fn receive(
                 actual: total,
             });
         }
-        writer.push(chunk.clone()).await?;
-        hasher.push(chunk).await?;
+        if let Some(ready) = gather.add(chunk) {
+            writer.push(ready.clone()).await?;
+            hasher.push(ready).await?;
+        }
+    }
+    if let Some(ready) = gather.rest() {
+        writer.push(ready.clone()).await?;
+        hasher.push(ready).await?;
     }
     if let Some(expected) = expected
         && total != expected
@@ -133,6 +143,31 @@ pub(super) async fn receive(
         size: total,
         md5,
     })
+}
+
+/// Copies small chunks together (1-byte frames of a chunked body, say), so that the stages'
+/// queues hold few entries and each costs a write and a hash of a useful size. Large chunks
+/// pass through uncopied; the order of the bytes is kept.
+#[derive(Default)]
+struct Gather {
+    small: BytesMut,
+}
+
+impl Gather {
+    /// What to queue now, if anything: `chunk` itself when it is large and nothing is being
+    /// gathered, else the gathered bytes once there are [`MIN_CHUNK_BYTES`] of them.
+    fn add(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.small.is_empty() && chunk.len() >= MIN_CHUNK_BYTES {
+            return Some(chunk);
+        }
+        self.small.extend_from_slice(&chunk);
+        (self.small.len() >= MIN_CHUNK_BYTES).then(|| self.small.split().freeze())
+    }
+
+    /// What is left once the body has ended.
+    fn rest(self) -> Option<Bytes> {
+        (!self.small.is_empty()).then(|| self.small.freeze())
+    }
 }
 
 /// The writing half of a receive.
@@ -219,5 +254,46 @@ impl<S: Send + 'static> Stage<S> {
                 .take()
                 .expect("a stage's state is at hand when no task runs")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::{Gather, MIN_CHUNK_BYTES};
+
+    #[test]
+    fn gathering_keeps_the_bytes_and_queues_only_useful_sizes() {
+        let mut input = Vec::new();
+        let mut gather = Gather::default();
+        let mut queued = Vec::new();
+        let mut add = |chunk: Vec<u8>, gather: &mut Gather| {
+            input.extend_from_slice(&chunk);
+            queued.extend(gather.add(Bytes::from(chunk)));
+        };
+        // A body of 1-byte and empty frames, with large chunks between them.
+        for i in 0..200_000u32 {
+            add(vec![i as u8], &mut gather);
+            if i % 1000 == 0 {
+                add(Vec::new(), &mut gather);
+            }
+            if i % 50_000 == 0 {
+                add(vec![7; 3 * MIN_CHUNK_BYTES], &mut gather);
+            }
+        }
+        queued.extend(gather.rest());
+        let (last, rest) = queued.split_last().unwrap();
+        assert!(
+            rest.iter().all(|c| c.len() >= MIN_CHUNK_BYTES),
+            "only the last queued chunk may be small"
+        );
+        assert!(!last.is_empty());
+        assert!(
+            queued.len() <= input.len() / MIN_CHUNK_BYTES + 1,
+            "{}",
+            queued.len()
+        );
+        assert!(queued.concat() == input, "the bytes changed");
     }
 }
