@@ -29,12 +29,17 @@ fn fake_extension(name: &str, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// Brotli at its fastest level: the default (11) takes seconds for the 4 MiB `bomb` in a debug
+/// build, which the mirror's one-second download timeout would count against it.
 async fn brotli(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    async_compression::tokio::bufread::BrotliEncoder::new(bytes)
-        .read_to_end(&mut out)
-        .await
-        .unwrap();
+    async_compression::tokio::bufread::BrotliEncoder::with_quality(
+        bytes,
+        async_compression::Level::Fastest,
+    )
+    .read_to_end(&mut out)
+    .await
+    .unwrap();
     out
 }
 
