@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of Larder's S3 proxy against loopback baselines measured in the same run.
 #
-#   benches/s3-proxy.sh [--no-build] [--quick] [--rounds N] [--json FILE]
+#   benches/s3-proxy.sh [--no-build] [--quick] [--rounds N] [--only get,put,...] [--json FILE]
 #
 # Builds the release binary (CARGO_TARGET_DIR, default /work/target if it exists, else
 # ./target; LARDER_BIN=path skips the build), installs what is missing (nginx, curl via apt;
@@ -26,6 +26,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0 ;;
         --quick) PYARGS+=(--quick) ;;
         --rounds) PYARGS+=(--rounds "$2"); shift ;;
+        --only) PYARGS+=(--only "$2"); shift ;;
         --json) PYARGS+=(--json "$(realpath -m "$2")"); shift ;;
         -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;

@@ -13,8 +13,9 @@ shared and noisy, so ratios mean more than absolute numbers):
 - PUT: presigned PUTs through the S3 listener vs writing the bytes to a new file and fsyncing it
   (what `dd bs=1M conv=fsync` does, without a process per file); vs the same while hashing the
   bytes with MD5 (the ETag a PUT must answer), the floor for any S3 server that does so; vs
-  hashing the bytes alone (MD5 cannot be split over cores, so this bounds any such PUT); and
-  vs nginx's WebDAV PUT (which does not fsync).
+  hashing the bytes alone (MD5 cannot be split over cores, so this bounds any such PUT); the
+  same PUTs sending `Content-MD5` vs not (what verifying it costs); and vs nginx's WebDAV PUT
+  (which does not fsync).
 - Ranged reads: per-request latency of 1 KiB and 1 MiB ranges at random offsets.
 - An `s3` backend on moto_server: the first read of each 1 MiB range vs repeated reads of it
   (equal unless Larder caches ranges), and moto_server read directly.
@@ -27,6 +28,7 @@ Python only prepares URLs and reads curl's per-transfer `--write-out` lines.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import html
 import json
@@ -51,6 +53,7 @@ KiB = 1 << 10
 BUCKET = "local"
 MOTO_BUCKET = "larder-bench"
 CURL_TIMEOUT_S = 300
+SECTIONS = ("rss", "get", "put", "range", "cache")
 
 
 def log(msg: str) -> None:
@@ -342,12 +345,17 @@ class Bench:
         nginx_urls = [f"{self.a.nginx_url}/put/{name}/{i:04d}" for i in range(count)]
         nginx_dir = self.www / "put" / name
 
-        def larder():
-            os.sync()
-            wall, _ = curl([[Request(u, upload=src) for u in urls]], self.work, ok=(200,))
-            for k in keys:
-                self.s3.delete_object(Bucket=BUCKET, Key=k)
-            return mibps(count * size, wall)
+        content_md5 = "Content-MD5: " + base64.b64encode(md5_file(src)).decode()
+
+        def larder_with(headers: list[str]):
+            def run():
+                os.sync()
+                wall, _ = curl([[Request(u, upload=src, headers=headers) for u in urls]],
+                               self.work, ok=(200,))
+                for k in keys:
+                    self.s3.delete_object(Bucket=BUCKET, Key=k)
+                return mibps(count * size, wall)
+            return run
 
         def direct_with(md5: bool):
             def run():
@@ -375,7 +383,8 @@ class Bench:
                 f.unlink()
             return mibps(count * size, wall)
 
-        got = self.rounds.run({"larder": larder, "direct": direct_with(False),
+        got = self.rounds.run({"larder": larder_with([]), "direct": direct_with(False),
+                               "content_md5": larder_with([content_md5]),
                                "direct_md5": direct_with(True), "nginx": nginx,
                                "md5": md5_alone})
         self.record(label, got, "direct", "MiB/s", target=0.8)
@@ -384,6 +393,9 @@ class Bench:
                     "MiB/s")
         self.record(label + "  (vs MD5 alone: the ceiling)",
                     {"larder": got["larder"], "md5": got["md5"]}, "md5", "MiB/s")
+        self.record(label + "  (with Content-MD5, vs without)",
+                    {"larder": got["content_md5"], "without": got["larder"]}, "without",
+                    "MiB/s")
         self.record(label + "  (nginx PUT, no fsync)", {"larder": got["larder"],
                                                        "nginx": got["nginx"]},
                     "nginx", "MiB/s")
@@ -507,7 +519,7 @@ class Bench:
     def record(self, label, got, key, unit, target=None):
         """A row from per-round numbers: `got[key]` is the baseline; medians compared."""
         base_name = {"direct": "write+fsync", "direct_md5": "write+md5+fsync",
-                     "md5": "MD5 alone"}.get(key, key)
+                     "md5": "MD5 alone", "without": "no Content-MD5"}.get(key, key)
         larder = statistics.median(got["larder"])
         base = statistics.median(got[key])
         per_round = [x / y for x, y in zip(got["larder"], got[key])]
@@ -516,22 +528,29 @@ class Bench:
         self.results[label] = dict(got)
         log(f"{label}: larder {fmt_list(got['larder'])}  {base_name} {fmt_list(got[key])}")
 
-    def run(self):
+    def run(self, only: set[str]):
         self.setup()
-        log("5. RSS during PUTs (first, so earlier tests do not inflate the heap)")
-        self.rss()
-        log("1. GET throughput")
-        self.get_throughput("1m", MiB, self.n(200), 1, "GET 1 MiB x%d sequential" % self.n(200))
-        self.get_throughput("1m", MiB, self.n(400), 4, "GET 1 MiB x%d, 4 parallel" % self.n(400))
-        self.get_throughput("256m", 256 * MiB, 4, 1, "GET 256 MiB x4 sequential")
-        log("2. PUT throughput")
-        self.put_throughput("1m", MiB, self.n(100), "PUT 1 MiB x%d sequential" % self.n(100))
-        self.put_throughput("256m", 256 * MiB, 2, "PUT 256 MiB x2 sequential")
-        log("3. ranged-read latency")
-        self.range_latency(KiB, self.n(300), "range 1 KiB GET")
-        self.range_latency(MiB, self.n(200), "range 1 MiB GET")
-        log("4. s3 backend: uncached vs cached ranges")
-        self.s3_cache()
+        if "rss" in only:
+            log("5. RSS during PUTs (first, so earlier tests do not inflate the heap)")
+            self.rss()
+        if "get" in only:
+            log("1. GET throughput")
+            self.get_throughput("1m", MiB, self.n(200), 1,
+                                "GET 1 MiB x%d sequential" % self.n(200))
+            self.get_throughput("1m", MiB, self.n(400), 4,
+                                "GET 1 MiB x%d, 4 parallel" % self.n(400))
+            self.get_throughput("256m", 256 * MiB, 4, 1, "GET 256 MiB x4 sequential")
+        if "put" in only:
+            log("2. PUT throughput")
+            self.put_throughput("1m", MiB, self.n(100), "PUT 1 MiB x%d sequential" % self.n(100))
+            self.put_throughput("256m", 256 * MiB, 2, "PUT 256 MiB x2 sequential")
+        if "range" in only:
+            log("3. ranged-read latency")
+            self.range_latency(KiB, self.n(300), "range 1 KiB GET")
+            self.range_latency(MiB, self.n(200), "range 1 MiB GET")
+        if "cache" in only:
+            log("4. s3 backend: uncached vs cached ranges")
+            self.s3_cache()
         self.rows += self.rss_rows
 
 
@@ -632,10 +651,15 @@ def main():
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help="comma-separated sections to run (default: all): " + ",".join(SECTIONS))
     a = p.parse_args()
     bench = Bench(a)
     started = time.monotonic()
-    bench.run()
+    only = set(a.only.split(","))
+    if not only <= set(SECTIONS):
+        p.error(f"--only takes some of {','.join(SECTIONS)}")
+    bench.run(only)
     print()
     print(f"Larder S3 proxy benchmark ({a.rounds} alternating rounds per case; "
           f"{time.monotonic() - started:.0f} s)")

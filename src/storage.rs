@@ -152,6 +152,10 @@ pub struct PutOptions {
     pub if_none_match_any: bool,
     /// `If-Match: "<etag>"`: fail unless the current object has this ETag.
     pub if_match: Option<String>,
+    /// The body's MD5, when the body stream guarantees it (it fails before its end if the bytes
+    /// do not match: see `BodyOutcome::content_md5`). A backend that needs the MD5 for the
+    /// ETag takes this instead of hashing the body a second time.
+    pub content_md5: Option<[u8; 16]>,
 }
 
 /// One page of a listing.
@@ -241,7 +245,7 @@ pub trait Backend: Send + Sync + 'static {
         key: &ObjectKey,
         content_type: Option<String>,
     ) -> Result<String, StorageError>;
-    /// Stores one part (1..=10000); returns its ETag.
+    /// Stores one part (1..=10000); returns its ETag. `content_md5` as in [`PutOptions`].
     async fn upload_part(
         &self,
         key: &ObjectKey,
@@ -249,6 +253,7 @@ pub trait Backend: Send + Sync + 'static {
         part_number: u32,
         body: ByteStream,
         size: Option<u64>,
+        content_md5: Option<[u8; 16]>,
     ) -> Result<PartMeta, StorageError>;
     async fn list_parts(
         &self,

@@ -47,14 +47,16 @@ pub(super) async fn upload_part(
     body: RequestBody<'_>,
 ) -> Result<Response, S3Error> {
     let size = body_size(headers);
+    let (body, content_md5) = body.object_stream(ChecksumHeaders::DescribeBody)?;
     let part = backend
         .backend
         .upload_part(
             &parse_key(key)?,
             upload_id,
             part_number,
-            body.stream(ChecksumHeaders::DescribeBody)?,
+            body,
             size,
+            content_md5,
         )
         .await?;
     Ok(with_etag(empty(StatusCode::OK), &part.etag))

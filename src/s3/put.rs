@@ -24,16 +24,12 @@ pub(super) async fn put_object(
 ) -> Result<Response, S3Error> {
     let key = parse_key(key)?;
     let size = body_size(headers);
-    let opts = put_options(headers)?;
-    let meta = backend
-        .backend
-        .put(
-            &key,
-            body.stream(ChecksumHeaders::DescribeBody)?,
-            size,
-            &opts,
-        )
-        .await?;
+    let (body, content_md5) = body.object_stream(ChecksumHeaders::DescribeBody)?;
+    let opts = PutOptions {
+        content_md5,
+        ..put_options(headers)?
+    };
+    let meta = backend.backend.put(&key, body, size, &opts).await?;
     Ok(with_etag(empty(StatusCode::OK), &meta.etag))
 }
 
@@ -116,5 +112,7 @@ pub(super) fn put_options(headers: &HeaderMap) -> Result<PutOptions, S3Error> {
         content_type: header_str(headers, header::CONTENT_TYPE.as_str()),
         if_none_match_any,
         if_match: header_str(headers, header::IF_MATCH.as_str()),
+        // Describes a body, which CompleteMultipartUpload's is not.
+        content_md5: None,
     })
 }

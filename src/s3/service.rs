@@ -300,14 +300,24 @@ pub(super) struct RequestBody<'a> {
 impl RequestBody<'_> {
     /// The body as a verifying stream, for the backend to consume.
     pub(super) fn stream(self, checksum_headers: ChecksumHeaders) -> Result<ByteStream, S3Error> {
+        self.object_stream(checksum_headers)
+            .map(|(stream, _)| stream)
+    }
+
+    /// [`RequestBody::stream`], with the `Content-MD5` that the stream guarantees (see
+    /// `BodyOutcome::content_md5`), for a backend that would otherwise hash the body again.
+    pub(super) fn object_stream(
+        self,
+        checksum_headers: ChecksumHeaders,
+    ) -> Result<(ByteStream, Option<[u8; 16]>), S3Error> {
         let body = self.body.into_data_stream().map_err(std::io::Error::other);
-        Ok(signature::verified_body_with(
+        let (stream, outcome) = signature::verified_body_with(
             body,
             self.verified,
             self.headers,
             &BodyOptions { checksum_headers },
-        )?
-        .0)
+        )?;
+        Ok((stream, outcome.content_md5()))
     }
 
     /// The whole body of an XML request (DeleteObjects, CompleteMultipartUpload), verified and

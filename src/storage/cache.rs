@@ -529,9 +529,10 @@ impl Backend for CachedBackend {
         part_number: u32,
         body: ByteStream,
         size: Option<u64>,
+        content_md5: Option<[u8; 16]>,
     ) -> Result<PartMeta, StorageError> {
         self.inner
-            .upload_part(key, upload_id, part_number, body, size)
+            .upload_part(key, upload_id, part_number, body, size, content_md5)
             .await
     }
 

@@ -311,7 +311,7 @@ impl Backend for LocalBackend {
         opts: &PutOptions,
     ) -> Result<ObjectMeta, StorageError> {
         let (temp, file) = self.start_write(key, Some(opts)).await?;
-        let received = write::receive(file, body, size).await?;
+        let received = write::receive(file, body, size, opts.content_md5).await?;
         let staged = Staged {
             temp,
             file: received.file,
@@ -430,8 +430,9 @@ impl Backend for LocalBackend {
         part_number: u32,
         body: ByteStream,
         size: Option<u64>,
+        content_md5: Option<[u8; 16]>,
     ) -> Result<PartMeta, StorageError> {
-        self.store_part(key, upload_id, part_number, body, size)
+        self.store_part(key, upload_id, part_number, body, size, content_md5)
             .await
     }
 

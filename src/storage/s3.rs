@@ -428,6 +428,7 @@ impl Backend for S3Backend {
         part_number: u32,
         body: ByteStream,
         size: Option<u64>,
+        _content_md5: Option<[u8; 16]>, // the upstream computes its own ETag
     ) -> Result<PartMeta, StorageError> {
         let (body, size, failure) = match size {
             Some(s) => {
@@ -564,7 +565,7 @@ impl S3Backend {
                     let stream: ByteStream =
                         Box::pin(futures::stream::once(async move { Ok(part) }));
                     let meta = self
-                        .upload_part(key, &upload_id, n, stream, Some(len))
+                        .upload_part(key, &upload_id, n, stream, Some(len), None)
                         .await?;
                     parts.push((n, meta.etag));
                 }

@@ -3,6 +3,7 @@ low-level calls (create, upload part, list parts, complete, abort) and their err
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -90,6 +91,23 @@ def test_multipart_calls(client, backend, prefix):
     with pytest.raises(ClientError) as e:
         client.list_parts(Bucket=backend, Key=key, UploadId=upload_id)
     assert error_code(e.value) == "NoSuchUpload"
+
+
+def test_upload_part_checks_content_md5_and_answers_it_as_the_etag(client, backend, prefix):
+    key = prefix + "parts/md5.bin"
+    upload_id = client.create_multipart_upload(Bucket=backend, Key=key)["UploadId"]
+    part = os.urandom(300_000)
+    md5 = base64.b64encode(hashlib.md5(part).digest()).decode()
+    got = client.upload_part(Bucket=backend, Key=key, UploadId=upload_id, PartNumber=1,
+                             Body=part, ContentMD5=md5)
+    assert got["ETag"] == '"%s"' % hashlib.md5(part).hexdigest()
+    with pytest.raises(ClientError) as e:
+        client.upload_part(Bucket=backend, Key=key, UploadId=upload_id, PartNumber=2,
+                           Body=part[1:] + b"!", ContentMD5=md5)
+    assert (http_status(e.value), error_code(e.value)) == (400, "BadDigest")
+    listed = client.list_parts(Bucket=backend, Key=key, UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["ETag"]) for p in listed] == [(1, got["ETag"])]
+    client.abort_multipart_upload(Bucket=backend, Key=key, UploadId=upload_id)
 
 
 def test_multipart_abort_and_errors(client, backend, prefix):

@@ -177,7 +177,8 @@ def test_conditional_put(client, backend, prefix):
 def test_put_integrity_headers(client, backend, prefix):
     body = os.urandom(4096)
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-    client.put_object(Bucket=backend, Key=prefix + "md5", Body=body, ContentMD5=md5)
+    put = client.put_object(Bucket=backend, Key=prefix + "md5", Body=body, ContentMD5=md5)
+    assert put["ETag"] == '"%s"' % hashlib.md5(body).hexdigest()
     assert client.get_object(Bucket=backend, Key=prefix + "md5")["Body"].read() == body
 
     sha = base64.b64encode(hashlib.sha256(body).digest()).decode()

@@ -109,14 +109,26 @@ pub struct BodySummary {
     pub checksum: Option<(ChecksumAlgorithm, String)>,
 }
 
-/// Filled in when a verified body ends successfully; read it after the stream is exhausted.
+/// What a verified body promises: known from the start, [`BodyOutcome::content_md5`]; filled in
+/// when the body ends successfully, [`BodyOutcome::summary`] (read it after the stream is
+/// exhausted).
 #[derive(Debug, Clone, Default)]
-pub struct BodyOutcome(Arc<Mutex<Option<BodySummary>>>);
+pub struct BodyOutcome {
+    summary: Arc<Mutex<Option<BodySummary>>>,
+    content_md5: Option<[u8; 16]>,
+}
 
 impl BodyOutcome {
     /// `None` until the body stream has ended without error.
     pub fn summary(&self) -> Option<BodySummary> {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        self.summary.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The request's `Content-MD5`, which the stream checks: once it has ended without error,
+    /// this is the MD5 of every byte it yielded (a mismatch fails it before its end instead).
+    /// A reader that needs the body's MD5 can take this rather than hash the body again.
+    pub fn content_md5(&self) -> Option<[u8; 16]> {
+        self.content_md5
     }
 }
 
@@ -302,7 +314,10 @@ pub(super) fn verifying_body(
     options: &BodyOptions,
 ) -> Result<(BodyStream, BodyOutcome), SignatureError> {
     let checks = PayloadChecks::new(verified, headers, options)?;
-    let outcome = BodyOutcome::default();
+    let outcome = BodyOutcome {
+        summary: Arc::default(),
+        content_md5: checks.md5.as_ref().map(|(_, expected)| *expected),
+    };
     let decoder = verified.payload.is_streaming().then(|| {
         ChunkedDecoder::new(ChunkedFraming {
             signing: match verified.payload {
@@ -350,7 +365,7 @@ impl Stream for PassThrough {
             Some(Ok(bytes)) => this.length += bytes.len() as u64,
             Some(Err(_)) => {}
             None => {
-                if let Ok(mut summary) = this.outcome.0.lock() {
+                if let Ok(mut summary) = this.outcome.summary.lock() {
                     *summary = Some(BodySummary {
                         length: this.length,
                         checksum: None,
@@ -395,7 +410,7 @@ impl VerifyingBody {
         };
         let checks = self.checks.take().expect("finished once");
         let summary = checks.finish(&trailers)?;
-        if let Ok(mut slot) = self.outcome.0.lock() {
+        if let Ok(mut slot) = self.outcome.summary.lock() {
             *slot = Some(summary);
         }
         Ok(())

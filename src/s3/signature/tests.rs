@@ -1134,6 +1134,26 @@ fn content_md5_and_checksum_headers_are_verified() {
 }
 
 #[test]
+fn the_outcome_names_the_content_md5_its_stream_guarantees() {
+    let (request, verified) = signed_put(UNSIGNED_PAYLOAD, &[]);
+    let open = |headers: &HeaderMap| {
+        verified_body_with(stream::empty(), &verified, headers, &BodyOptions::default())
+            .unwrap()
+            .1
+    };
+    assert_eq!(open(&request.headers).content_md5(), None);
+    let mut headers = request.headers.clone();
+    headers.insert(
+        CONTENT_MD5,
+        HeaderValue::from_static("JfnnlDI7RTiF9RgfG2JNCw=="),
+    );
+    assert_eq!(
+        open(&headers).content_md5().map(hex::encode).as_deref(),
+        Some("25f9e794323b453885f5181f1b624d0b") // MD5("123456789")
+    );
+}
+
+#[test]
 fn checksum_headers_of_the_object_can_be_left_alone() {
     // CompleteMultipartUpload: x-amz-checksum-* describes the object, not the XML body.
     let (request, verified) = signed_put(UNSIGNED_PAYLOAD, &[("x-amz-checksum-crc32", "AAAAAA==")]);

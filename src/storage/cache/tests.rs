@@ -176,6 +176,7 @@ impl Backend for Upstream {
         _part_number: u32,
         _body: ByteStream,
         _size: Option<u64>,
+        _content_md5: Option<[u8; 16]>,
     ) -> Result<PartMeta, StorageError> {
         unsupported()
     }

@@ -65,6 +65,7 @@ impl LocalBackend {
         part_number: u32,
         body: ByteStream,
         size: Option<u64>,
+        content_md5: Option<[u8; 16]>,
     ) -> Result<PartMeta, StorageError> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(StorageError::InvalidPart(format!(
@@ -80,7 +81,7 @@ impl LocalBackend {
         }
         let tmp = self.layout.tmp.clone();
         let (temp, file) = blocking(move || Ok(TempFile::create(&tmp)?)).await?;
-        let received = write::receive(file, body, size).await?;
+        let received = write::receive(file, body, size, content_md5).await?;
 
         let guard = self.upload_locks.lock(upload_id).await;
         let (layout, key) = (self.layout.clone(), key.clone());

@@ -77,8 +77,9 @@ pub(super) struct Received {
     pub(super) md5: [u8; 16],
 }
 
-/// Writes `body` to `file`, hashing it, and fdatasyncs. `expected`, when given, must be the
-/// body's length.
+/// Writes `body` to `file`, hashing it unless its MD5 is `known` (guaranteed by the body stream,
+/// see `PutOptions::content_md5`), and fdatasyncs. `expected`, when given, must be the body's
+/// length.
 ///
 /// Chunks go, as they arrive and without a copy, to two [`Stage`]s: one writes them to the file,
 /// the other feeds them to MD5. MD5 (~770 MiB/s on one core) is the slowest step, so the writer
@@ -88,6 +89,7 @@ pub(super) async fn receive(
     file: File,
     mut body: ByteStream,
     expected: Option<u64>,
+    known: Option<[u8; 16]>,
 ) -> Result<Received, StorageError> {
     let mut writer = Stage::new(
         Writer {
@@ -96,9 +98,11 @@ pub(super) async fn receive(
         },
         Writer::write,
     );
-    let mut hasher = Stage::new(Md5::new(), |md5, chunks| {
-        chunks.iter().for_each(|chunk| md5.update(chunk));
-        Ok(())
+    let mut hasher = known.is_none().then(|| {
+        Stage::new(Md5::new(), |md5, chunks| {
+            chunks.iter().for_each(|chunk| md5.update(chunk));
+            Ok(())
+        })
     });
 
     // On an error return the stages are dropped: a task still running finishes on its own
@@ -116,13 +120,11 @@ pub(super) async fn receive(
             });
         }
         if let Some(ready) = gather.add(chunk) {
-            writer.push(ready.clone()).await?;
-            hasher.push(ready).await?;
+            push(&mut writer, hasher.as_mut(), ready).await?;
         }
     }
     if let Some(ready) = gather.rest() {
-        writer.push(ready.clone()).await?;
-        hasher.push(ready).await?;
+        push(&mut writer, hasher.as_mut(), ready).await?;
     }
     if let Some(expected) = expected
         && total != expected
@@ -136,13 +138,32 @@ pub(super) async fn receive(
     let Writer { file, .. } = writer.finish().await?;
     // fdatasync: the data and the size needed to read it; mtime need not be durable.
     let syncing = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file));
-    let md5 = hasher.finish().await?.finalize();
+    let md5 = match (hasher, known) {
+        (Some(hasher), _) => hasher.finish().await?.finalize(),
+        (None, Some(known)) => known,
+        (None, None) => unreachable!("a hasher runs unless the MD5 is known"),
+    };
     let file = syncing.await.map_err(io::Error::other)??;
     Ok(Received {
         file,
         size: total,
         md5,
     })
+}
+
+/// Queues `chunk` for writing, and for hashing when a hasher runs.
+async fn push(
+    writer: &mut Stage<Writer>,
+    hasher: Option<&mut Stage<Md5>>,
+    chunk: Bytes,
+) -> io::Result<()> {
+    match hasher {
+        Some(hasher) => {
+            writer.push(chunk.clone()).await?;
+            hasher.push(chunk).await
+        }
+        None => writer.push(chunk).await,
+    }
 }
 
 /// Copies small chunks together (1-byte frames of a chunked body, say), so that the stages'
