@@ -98,12 +98,13 @@ pub(super) async fn receive(
         },
         Writer::write,
     );
-    let mut hasher = known.is_none().then(|| {
-        Stage::new(Md5::new(), |md5, chunks| {
+    let mut digest = match known {
+        Some(md5) => Digest::Known(md5),
+        None => Digest::Hashing(Stage::new(Md5::new(), |md5, chunks| {
             chunks.iter().for_each(|chunk| md5.update(chunk));
             Ok(())
-        })
-    });
+        })),
+    };
 
     // On an error return the stages are dropped: a task still running finishes on its own
     // (into the temp file, which its owner removes).
@@ -120,11 +121,11 @@ pub(super) async fn receive(
             });
         }
         if let Some(ready) = gather.add(chunk) {
-            push(&mut writer, hasher.as_mut(), ready).await?;
+            push(&mut writer, &mut digest, ready).await?;
         }
     }
     if let Some(ready) = gather.rest() {
-        push(&mut writer, hasher.as_mut(), ready).await?;
+        push(&mut writer, &mut digest, ready).await?;
     }
     if let Some(expected) = expected
         && total != expected
@@ -138,10 +139,9 @@ pub(super) async fn receive(
     let Writer { file, .. } = writer.finish().await?;
     // fdatasync: the data and the size needed to read it; mtime need not be durable.
     let syncing = tokio::task::spawn_blocking(move || file.sync_data().map(|()| file));
-    let md5 = match (hasher, known) {
-        (Some(hasher), _) => hasher.finish().await?.finalize(),
-        (None, Some(known)) => known,
-        (None, None) => unreachable!("a hasher runs unless the MD5 is known"),
+    let md5 = match digest {
+        Digest::Known(md5) => md5,
+        Digest::Hashing(hasher) => hasher.finish().await?.finalize(),
     };
     let file = syncing.await.map_err(io::Error::other)??;
     Ok(Received {
@@ -151,18 +151,22 @@ pub(super) async fn receive(
     })
 }
 
-/// Queues `chunk` for writing, and for hashing when a hasher runs.
-async fn push(
-    writer: &mut Stage<Writer>,
-    hasher: Option<&mut Stage<Md5>>,
-    chunk: Bytes,
-) -> io::Result<()> {
-    match hasher {
-        Some(hasher) => {
+/// Where the MD5 of a body being received comes from.
+enum Digest {
+    /// Given, and checked by the body stream.
+    Known([u8; 16]),
+    /// Computed here, by a stage of its own.
+    Hashing(Stage<Md5>),
+}
+
+/// Queues `chunk` for writing, and for hashing unless the MD5 is known.
+async fn push(writer: &mut Stage<Writer>, digest: &mut Digest, chunk: Bytes) -> io::Result<()> {
+    match digest {
+        Digest::Hashing(hasher) => {
             writer.push(chunk.clone()).await?;
             hasher.push(chunk).await
         }
-        None => writer.push(chunk).await,
+        Digest::Known(_) => writer.push(chunk).await,
     }
 }
 
