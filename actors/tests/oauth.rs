@@ -331,8 +331,9 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     panic!("timed out waiting for: {what}");
 }
 
+/// (Accounts is crashed and restarted in `actors.rs`, the login-token test.)
 #[tokio::test]
-async fn the_global_actors_restart_with_their_state_after_a_crash() {
+async fn the_oauth_actor_restarts_with_its_grants_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path(), config()).await;
     let p = node.placement();
@@ -346,7 +347,7 @@ async fn the_global_actors_restart_with_their_state_after_a_crash() {
         .await
         .unwrap();
 
-    // Each global actor panics inside a handler; the node restarts it from its partition.
+    // The actor panics inside a handler; the node restarts it from its partition.
     let crashed = p.oauth::<()>(|_reply| OAuthMsg::InjectPanic).await;
     assert!(crashed.is_err(), "no answer from a crashed handler");
     let grant = eventually("the OAuth actor back with its grants", || {
@@ -361,22 +362,6 @@ async fn the_global_actors_restart_with_their_state_after_a_crash() {
     .await;
     assert_eq!(grant.user, user.id);
     refresh(&p, &issued.refresh_token, &client).await.unwrap();
-
-    let crashed = p
-        .accounts::<()>(|_reply| larder_actors::accounts::AccountsMsg::InjectPanic)
-        .await;
-    assert!(crashed.is_err());
-    let found = eventually("the Accounts actor back with its users", || {
-        let p = p.clone();
-        async move {
-            p.accounts(|r| larder_actors::accounts::AccountsMsg::GetUser(user.id, r))
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await;
-    assert_eq!(found.name, "alice");
     let restarts: Vec<_> = node
         .roster()
         .snapshot()
@@ -384,10 +369,6 @@ async fn the_global_actors_restart_with_their_state_after_a_crash() {
         .filter(|a| a.key.user.is_none() && a.restarts > 0)
         .map(|a| a.key.kind)
         .collect();
-    assert!(
-        restarts.contains(&larder_actors::roster::ActorKind::OAuth)
-            && restarts.contains(&larder_actors::roster::ActorKind::Accounts),
-        "{restarts:?}"
-    );
+    assert_eq!(restarts, [larder_actors::roster::ActorKind::OAuth]);
     node.shutdown().await.unwrap();
 }
